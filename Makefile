@@ -1,0 +1,36 @@
+# MetaBonk: `make demo` runs the main job, `make test` the test suite; both set up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.metabonk-installed
+
+.PHONY: demo test test-slow lint bench-cpu clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# CPU-only machines get the CPU build of torch first, so nothing pulls a multi-GB CUDA build.
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c 'import torch' >/dev/null 2>&1; then \
+		echo "no GPU found: installing CPU torch==2.13.0"; \
+		$(PY) -m pip install -q torch==2.13.0; \
+	fi
+	$(PY) -m pip install -q -e '.[llm,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/metabonk demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench-cpu: $(STAMP)
+	$(VENV)/bin/metabonk bench env --device cpu
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+"""`python -m metabonk` runs the CLI."""
+
+from metabonk.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""CLI verbs of the world area (registered on the shared typer app)."""
+
+from __future__ import annotations
+
+from metabonk.cli.app import app  # noqa: F401

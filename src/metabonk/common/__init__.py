@@ -1,0 +1,1 @@
+"""Shared plumbing used by every layer: errors, checkpoints, logging, devices, benchmark results."""

@@ -1,0 +1,61 @@
+"""Benchmark and evaluation results: a JSON file with the machine, GPU, torch version, commit and figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "hostname": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(sys.argv),
+    }
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["gpu"] = None
+    return info
+
+
+def write_json_atomic(path: str | Path, doc: dict[str, Any]) -> Path:
+    """Write `doc` as pretty JSON via a temp file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=2, default=float)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_result(path: str | Path, figures: dict[str, Any], device: torch.device | None = None) -> Path:
+    """Write a benchmark/eval result with machine info under 'machine' and figures under 'results'."""
+    return write_json_atomic(path, {"machine": machine_info(device), "results": figures})
