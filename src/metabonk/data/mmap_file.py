@@ -1,0 +1,82 @@
+"""Zero-copy, read-only access to a safetensors file as numpy views over one memory map.
+
+The safetensors layout is: 8-byte little-endian header length N, an N-byte JSON header mapping each tensor
+name to {"dtype", "shape", "data_offsets"} (plus "__metadata__"), then the raw little-endian data. Viewing the
+data through `np.memmap` lets a window of T frames be sliced without reading the rest of the episode and
+copied once, straight into the training batch.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metabonk.common.errors import MetabonkError
+
+DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_), "U8": np.dtype("<u1"), "I8": np.dtype("<i1"), "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"), "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"), "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
+}
+_MAX_HEADER = 100_000_000
+
+
+def read_header(path: str | Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and the byte offset where tensor data starts."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise MetabonkError(f"{path} is truncated (no safetensors header)")
+            (n,) = struct.unpack("<Q", raw)
+            if n > _MAX_HEADER:
+                raise MetabonkError(f"{path} has an implausible safetensors header length {n}")
+            text = f.read(n)
+        header = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MetabonkError(f"{path} is not a readable safetensors file: {e}") from e
+    if not isinstance(header, dict):
+        raise MetabonkError(f"{path} has a malformed safetensors header")
+    return header, 8 + n
+
+
+class TensorFile:
+    """A safetensors file opened once; `array(name)` is a read-only numpy view (no copy)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        header, start = read_header(self.path)
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self.entries: dict[str, dict[str, Any]] = header
+        self._start = start
+        self._mm: np.memmap | None = None
+        for name, e in self.entries.items():
+            if e.get("dtype") not in DTYPES:
+                raise MetabonkError(f"{self.path}: tensor '{name}' has unsupported dtype {e.get('dtype')}")
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.entries[name]["shape"])
+
+    def array(self, name: str) -> np.ndarray:
+        e = self.entries[name]
+        dtype = DTYPES[e["dtype"]]
+        begin, end = e["data_offsets"]
+        shape = tuple(e["shape"])
+        if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+            raise MetabonkError(f"{self.path}: tensor '{name}' size does not match its shape {shape}")
+        if end == begin:
+            return np.zeros(shape, dtype)
+        if self._mm is None:
+            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
+        return np.ndarray(shape, dtype=dtype, buffer=self._mm, offset=self._start + begin)
+
+    def close(self) -> None:
+        self._mm = None

@@ -1,0 +1,67 @@
+"""Policy registry for recording and baselines: `get_policy(spec, name, env)` → `(obs, info) -> int64 [N]`.
+
+"random" works for every env; "scripted" is the Arena expert (engineer A's ScriptedExpert) and is an error
+elsewhere, since no other game ships an expert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import VectorEnv
+
+from metabonk.common.errors import MetabonkError
+from metabonk.envs import num_actions_of
+
+Policy = Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]
+POLICIES: tuple[str, ...] = ("random", "scripted")
+
+
+class UniformRandomPolicy:
+    """Uniformly random flat actions, one per env, from a seeded generator."""
+
+    def __init__(self, num_envs: int, num_actions: int, seed: int = 0) -> None:
+        self.num_envs = num_envs
+        self.num_actions = num_actions
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        n = int(np.asarray(obs["pixels"]).shape[0]) if "pixels" in obs else self.num_envs
+        return self.rng.integers(0, self.num_actions, size=n, dtype=np.int64)
+
+
+def _as_int64(policy: Any) -> Policy:
+    """Wrap a policy so it always returns a numpy int64 [N] array (A's may return tensors)."""
+
+    def act(obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        a = policy(obs, info)
+        if hasattr(a, "detach"):
+            a = a.detach().cpu().numpy()
+        return np.asarray(a, dtype=np.int64).reshape(-1)
+
+    return act
+
+
+def _arena_policy(name: str, env: VectorEnv, seed: int) -> Policy:
+    from metabonk.envs.arena.policies import RandomPolicy, ScriptedExpert
+
+    if name == "scripted":
+        # the expert reads the state layout of the env's own config (e.g. overridden enemy slots)
+        return _as_int64(ScriptedExpert(config=getattr(env, "config", None)))
+    return _as_int64(RandomPolicy(seed=seed, num_actions=num_actions_of(env)))
+
+
+def get_policy(spec: str, name: str, env: VectorEnv, seed: int = 0) -> Policy:
+    """The policy `name` for env `spec` acting in `env`; unknown or unsupported names are a MetabonkError."""
+    if name not in POLICIES:
+        raise MetabonkError(f"unknown policy '{name}'; valid: {', '.join(POLICIES)}")
+    if spec == "arena":
+        return _arena_policy(name, env, seed)
+    if name == "scripted":
+        raise MetabonkError(f"no scripted policy for env '{spec}' (only arena has one); use --policy random")
+    return UniformRandomPolicy(env.num_envs, num_actions_of(env), seed)
+
+
+__all__ = ["POLICIES", "Policy", "UniformRandomPolicy", "get_policy"]
