@@ -1,5 +1,35 @@
-"""CLI verbs of the demo area (registered on the shared typer app)."""
+"""CLI verb of the demo area: `metabonk demo` (what `make demo` runs)."""
 
 from __future__ import annotations
 
-from metabonk.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metabonk.cli.app import app
+
+
+@app.command("demo")
+def demo_cmd(
+    preset: Annotated[str, typer.Option(help="tiny (~2 min) | default (≤ 20 min, 2 CPU cores) | full (GPU)")]
+    = "default",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    env: Annotated[str, typer.Option(help="arena | ale:<Game> (e.g. ale:Pong)")] = "arena",
+    name: Annotated[str | None, typer.Option(help="Run folder name under --root "
+                                             "(default demo-<preset>-<env>).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Re-run this one stage alone: record, latent, world, bc, "
+                                              "dream, ppo, eval, report.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Start the whole run again.")] = False,
+    root: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
+    seed: Annotated[int, typer.Option(help="Seed of the whole run.")] = 0,
+) -> None:
+    """From video to a playing agent: record, latent actions + IDM, world model, policy (BC + dream), eval,
+    report. Finished stages are skipped on a re-run (resume)."""
+    from rich.console import Console
+
+    from metabonk.demo.pipeline import run_demo
+
+    report = run_demo(preset=preset, device=device, env=env, name=name, stage=stage, force=force, root=root,
+                      seed=seed)
+    Console(soft_wrap=True).print(f"report: {report}")

@@ -1,5 +1,128 @@
-"""CLI verbs of the policy area (registered on the shared typer app)."""
+"""CLI verbs of the policy area: `train policy`, `eval` of "policy" checkpoints, `bench policy`."""
 
 from __future__ import annotations
 
-from metabonk.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from metabonk.cli.app import EvalOptions, bench_app, register_eval, train_app
+from metabonk.common.errors import MetabonkError
+
+
+def _one_cpu_thread(device: str) -> None:
+    """Small recurrent models on a (shared) CPU run several times faster on one torch thread."""
+    import torch
+
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        torch.set_num_threads(1)
+
+
+@train_app.command("policy")
+def train_policy_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Policy checkpoint directory (resumes if it exists).")],
+    algo: Annotated[str, typer.Option(help="bc | ppo | dream")] = "bc",
+    data: Annotated[Path | None, typer.Option(help="Episode store (bc: imitated; dream: starts).")] = None,
+    world: Annotated[Path | None, typer.Option(help="World-model checkpoint (dream).")] = None,
+    env: Annotated[str, typer.Option(help="Real env for PPO: arena | ale:<Game>.")] = "arena",
+    core: Annotated[str, typer.Option(help="Recurrent core of a fresh policy: cfc | mamba.")] = "cfc",
+    steps: Annotated[int, typer.Option(help="bc: grad steps; ppo: env steps; dream: updates.")] = 1000,
+    init: Annotated[Path | None, typer.Option(help="Start from this policy checkpoint.")] = None,
+    label: Annotated[str, typer.Option(help="bc/dream labels: auto | action | action_idm.")] = "auto",
+    num_envs: Annotated[int, typer.Option(help="PPO: parallel envs.")] = 8,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train a System 1 policy by behaviour cloning, PPO in the real env, or actor-critic in the dream."""
+    from rich.console import Console
+
+    _one_cpu_thread(device)
+    policy: dict[str, Any] = {"core": core}
+    if algo == "bc":
+        from metabonk.policy.bc import BCArgs, train_bc
+
+        if data is None:
+            raise MetabonkError("--algo bc needs --data DIR (an episode store with action or action_idm)")
+        path = train_bc(BCArgs(data=str(data), out=str(out), label=label, steps=steps, seed=seed,
+                               device=device, init=str(init) if init else None, policy=policy))
+    elif algo == "ppo":
+        from metabonk.policy.ppo import PPOArgs, train_ppo
+
+        path = train_ppo(PPOArgs(env=env, out=str(out), total_steps=steps, num_envs=num_envs, seed=seed,
+                                 device=device, init=str(init) if init else None, policy=policy))
+    elif algo == "dream":
+        from metabonk.policy.dream_ac import DreamArgs, train_dream
+
+        if data is None or world is None or init is None:
+            raise MetabonkError("--algo dream needs --world CKPT, --data DIR and --init POLICY")
+        path = train_dream(DreamArgs(world=str(world), data=str(data), out=str(out), init=str(init),
+                                     action_key=label, updates=steps, seed=seed, device=device))
+    else:
+        raise MetabonkError(f"unknown --algo '{algo}' (choose bc, ppo or dream)")
+    Console(soft_wrap=True).print(f"policy checkpoint written to {path} (TensorBoard: {path}.tb)")
+
+
+def print_eval(res: dict[str, Any]) -> None:
+    """A rich table of an evaluation: mean/median survival and return with 95 % intervals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{res['env']}: {res['episodes']} seeds from {res['seed']}")
+    for h in ("agent", "survival mean [95% CI]", "survival median [95% CI]", "return mean [95% CI]"):
+        table.add_column(h, justify="right")
+    for name in ("policy", "random", "expert"):
+        if name in res:
+            r = res[name]
+            table.add_row(
+                name,
+                f"{r['survival_mean']:.0f} [{r['survival_mean_ci95'][0]:.0f}, "
+                f"{r['survival_mean_ci95'][1]:.0f}]",
+                f"{r['survival_median']:.0f} [{r['survival_median_ci95'][0]:.0f}, "
+                f"{r['survival_median_ci95'][1]:.0f}]",
+                f"{r['return_mean']:.2f} [{r['return_mean_ci95'][0]:.2f}, {r['return_mean_ci95'][1]:.2f}]",
+            )
+    console = Console(soft_wrap=True)
+    console.print(table)
+    for name in ("random", "expert"):
+        if f"survival_vs_{name}" in res:
+            console.print(f"policy survival / {name}: {res[f'survival_vs_{name}']:.2f}×")
+
+
+def eval_policy(ckpt: Path, opts: EvalOptions) -> None:
+    """`metabonk eval CKPT` of a policy: vs random (and the scripted expert on Arena), same seeds."""
+    from metabonk.common.device import resolve_device
+    from metabonk.common.results import write_result
+    from metabonk.policy.agent import Agent
+    from metabonk.policy.evaluate import evaluate_policy
+
+    _one_cpu_thread(opts.device)
+    device = resolve_device(opts.device)
+    agent = Agent.load(ckpt, device)
+    res = evaluate_policy(agent, opts.env, episodes=opts.episodes, seed=opts.seed, device=device)
+    res["checkpoint"] = str(ckpt)
+    print_eval(res)
+    if opts.json_path is not None:
+        write_result(opts.json_path, res, device)
+
+
+register_eval("policy", eval_policy)
+
+
+@bench_app.command("policy")
+def bench_policy_cmd(
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Result file (default benchmarks/results/policy-<device>.json).")] = None,
+    cores: Annotated[str, typer.Option(help="Comma-separated cores to measure.")] = "cfc,mamba",
+    latency_steps: Annotated[int, typer.Option(help="Timed ticks at batch 1.")] = 1000,
+    big_batch: Annotated[int, typer.Option(help="Batch of the throughput figure.")] = 4096,
+) -> None:
+    """System 1 step latency p50/p99 at batch 1 and throughput at a large batch, for both cores."""
+    from metabonk.bench.policy import BenchArgs, main
+
+    path = main(BenchArgs(device=device, cores=tuple(c.strip() for c in cores.split(",") if c.strip()),
+                          latency_steps=latency_steps, big_batch=big_batch,
+                          json_path=str(json_path) if json_path else None))
+    typer.echo(f"wrote {path}")
+

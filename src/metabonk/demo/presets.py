@@ -1,0 +1,93 @@
+"""Sizes of the demo pipeline: `tiny` (tests, ~1-2 min), `default` (≤ 20 min on 2 CPU cores), `full` (GPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from metabonk.common.errors import MetabonkError
+
+
+@dataclass
+class DemoPreset:
+    """Every size and step count of one demo run."""
+
+    name: str = "default"
+    frame_size: int = 64
+    num_envs: int = 8
+    """Games recorded (and evaluated) in parallel."""
+    video_episodes: int = 24
+    """Unlabelled episodes of the video policy (scripted expert on Arena, random elsewhere)."""
+    video_max_steps: int | None = None
+    """Cut recorded episodes into chunks of at most this many steps (None = whole episodes)."""
+    labelled_steps: int = 1600
+    """Labelled transitions for the IDM (the demo checks they are ≤ 5 % of all recorded transitions)."""
+    lam_steps: int = 150
+    lam_batch: int = 16
+    lam_width: int = 16
+    idm_steps: int = 800
+    latent_batch: int = 32
+    """IDM batch."""
+    idm_width: int = 32
+    world_steps: int = 150
+    world_batch: int = 8
+    world_size: str = "small"
+    """'tiny' | 'small' | 'diamond' (DIAMOND's Atari size)."""
+    world_channels: tuple[int, ...] = (16, 32, 32, 64)
+    """U-Net channels of the 'small' world model."""
+    bc_steps: int = 2500
+    bc_batch: int = 16
+    bc_seq_len: int = 8
+    bc_lr: float = 2e-3
+    dream_updates: int = 8
+    dream_batch: int = 8
+    dream_horizon: int = 8
+    dream_sampler_steps: int | None = 1
+    dream_bc_coef: float = 1.0
+    ppo_steps: int = 0
+    """PPO-from-scratch baseline at this many real env steps (0 = skip; -1 = as many as recorded)."""
+    eval_episodes: int = 32
+    eval_max_steps: int = 10_000
+    gif_steps: int = 300
+    dream_gif_steps: int = 32
+    policy: dict[str, Any] = field(default_factory=dict)
+    """PolicyConfig overrides (e.g. {"core": "mamba"})."""
+    arena: dict[str, Any] = field(default_factory=dict)
+    """ArenaConfig overrides for every Arena env of the run."""
+    threads: int = 1
+    """torch CPU threads (shared 2-core machines run fastest on one; OpenMP spin-waits cost more)."""
+
+    def replace(self, **kw: Any) -> DemoPreset:
+        return dataclasses.replace(self, **kw)
+
+
+PRESETS: dict[str, DemoPreset] = {
+    "tiny": DemoPreset(
+        name="tiny", frame_size=32, num_envs=2, video_episodes=6, video_max_steps=120, labelled_steps=30,
+        lam_steps=20, lam_batch=8, idm_steps=40, latent_batch=16, idm_width=16, world_steps=30, world_batch=8,
+        world_size="tiny",
+        bc_steps=40, bc_batch=8, bc_seq_len=8, dream_updates=4, dream_batch=4, dream_horizon=4,
+        dream_sampler_steps=1, eval_episodes=4, eval_max_steps=150, gif_steps=40, dream_gif_steps=8,
+        policy={"channels": (16, 32), "hidden": 32, "feature_dim": 64},
+    ),
+    "default": DemoPreset(),
+    "full": DemoPreset(
+        name="full", num_envs=32, video_episodes=128, labelled_steps=5000, lam_steps=20_000, lam_batch=64,
+        lam_width=32, idm_steps=10_000, latent_batch=64, world_steps=40_000, world_batch=32,
+        world_size="diamond", bc_steps=20_000, bc_batch=64, bc_seq_len=32, bc_lr=1e-3, dream_updates=3000,
+        dream_batch=256, dream_horizon=15, dream_sampler_steps=3, ppo_steps=-1, threads=4,
+    ),
+}
+"""`ppo_steps=-1` means: PPO from scratch at the same number of real env steps as the recording used."""
+
+
+def get_preset(name: str, **overrides: Any) -> DemoPreset:
+    """The named preset, with field overrides; unknown names are a MetabonkError."""
+    if name not in PRESETS:
+        raise MetabonkError(f"unknown demo preset '{name}' (choose {', '.join(PRESETS)})")
+    names = {f.name for f in dataclasses.fields(DemoPreset)}
+    bad = sorted(set(overrides) - names)
+    if bad:
+        raise MetabonkError(f"unknown preset field(s): {', '.join(bad)}")
+    return PRESETS[name].replace(**overrides)

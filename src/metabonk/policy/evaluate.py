@@ -1,0 +1,190 @@
+"""Evaluation in the real env: returns and survival times over fixed seeds, with bootstrap 95 % intervals,
+for a policy and for the random and scripted-expert baselines on the very same seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from metabonk.common.errors import MetabonkError
+from metabonk.policy.agent import Agent, obs_to_torch
+
+
+class Controller(Protocol):
+    """Anything that picks a batch of env actions from a batch of observations."""
+
+    def reset(self, env: Any) -> None: ...
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray: ...
+
+    def episode_done(self, done: np.ndarray) -> None: ...
+
+
+class AgentController:
+    """Drives the env with an Agent, carrying its hidden state and resetting it where an episode ends."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        device: torch.device | str = "cpu",
+        greedy: bool = False,
+        seed: int = 0,
+        intent: int | str | None = None,
+    ) -> None:
+        self.agent = agent.eval()
+        self.device = torch.device(device)
+        self.greedy = greedy
+        self.intent = intent
+        self.seed = seed
+        self.hidden = torch.zeros(0)
+
+    def reset(self, env: Any) -> None:
+        torch.manual_seed(self.seed)
+        self.hidden = self.agent.initial_state(env.num_envs, self.device)
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        t_obs = obs_to_torch(obs, info, self.device)
+        menu = (
+            torch.as_tensor(np.asarray(info["menu_open"]), device=self.device)
+            if "menu_open" in info
+            else None
+        )
+        action, self.hidden, _ = self.agent.act(t_obs, self.hidden, self.intent, menu, greedy=self.greedy)
+        return action.cpu().numpy().astype(np.int64)
+
+    def episode_done(self, done: np.ndarray) -> None:
+        keep = torch.as_tensor(~done, device=self.device, dtype=self.hidden.dtype).unsqueeze(-1)
+        self.hidden = self.hidden * keep
+
+
+class BaselineController:
+    """A baseline from the env registry (metabonk.envs.policies): 'random' anywhere, 'scripted' on Arena."""
+
+    def __init__(self, env_spec: str, name: str, seed: int = 0) -> None:
+        self.env_spec, self.name, self.seed = env_spec, name, seed
+        self.fn: Any = None
+
+    def reset(self, env: Any) -> None:
+        from metabonk.envs.policies import get_policy
+
+        self.fn = get_policy(self.env_spec, self.name, env, seed=self.seed)
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        return np.asarray(self.fn(obs, info), dtype=np.int64)
+
+    def episode_done(self, done: np.ndarray) -> None:
+        return None
+
+
+@dataclass
+class EpisodeStats:
+    """First-episode return and length of each seed."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    truncated_at_cap: np.ndarray
+
+
+def run_episodes(
+    env_spec: str,
+    controller: Controller,
+    episodes: int,
+    seed: int = 0,
+    size: int = 64,
+    max_steps: int = 10_000,
+    env_kwargs: dict[str, Any] | None = None,
+) -> EpisodeStats:
+    """One episode per seed seed..seed+episodes-1, in one vector env; stops once every env has ended once."""
+    from metabonk.envs import make_env
+
+    env = make_env(env_spec, num_envs=episodes, size=size, seed=seed, **(env_kwargs or {}))
+    try:
+        obs, info = env.reset(seed=seed)
+        controller.reset(env)
+        finished = np.zeros(episodes, bool)
+        returns = np.zeros(episodes, np.float64)
+        lengths = np.zeros(episodes, np.int64)
+        run_ret = np.zeros(episodes, np.float64)
+        for t in range(max_steps):
+            actions = controller.act(obs, info)
+            obs, reward, term, trunc, info = env.step(actions)
+            run_ret += np.asarray(reward, np.float64)
+            done = np.asarray(term) | np.asarray(trunc)
+            new = done & ~finished
+            returns[new] = run_ret[new]
+            lengths[new] = t + 1
+            finished |= done
+            run_ret[done] = 0.0
+            controller.episode_done(done)
+            if finished.all():
+                break
+        capped = ~finished
+        returns[capped] = run_ret[capped]
+        lengths[capped] = max_steps
+        return EpisodeStats(returns, lengths, capped)
+    finally:
+        env.close()
+
+
+def bootstrap_ci(x: np.ndarray, stat: Any = np.mean, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of `stat` over the values `x`."""
+    x = np.asarray(x, np.float64)
+    if len(x) < 2:
+        return float(stat(x)), float(stat(x))
+    rng = np.random.default_rng(seed)
+    boots = np.array([stat(x[rng.integers(0, len(x), len(x))]) for _ in range(n)])
+    return float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def summarize(stats: EpisodeStats) -> dict[str, Any]:
+    """Mean/median return and survival time with 95 % bootstrap intervals."""
+    out: dict[str, Any] = {"episodes": len(stats.returns)}
+    for name, x in (("return", stats.returns), ("survival", stats.lengths.astype(np.float64))):
+        out[f"{name}_mean"] = float(np.mean(x))
+        out[f"{name}_mean_ci95"] = bootstrap_ci(x, np.mean)
+        out[f"{name}_median"] = float(np.median(x))
+        out[f"{name}_median_ci95"] = bootstrap_ci(x, np.median)
+    out["hit_step_cap"] = int(stats.truncated_at_cap.sum())
+    return out
+
+
+def baseline_controllers(env_spec: str, seed: int) -> dict[str, Controller]:
+    """'random' for every env, plus 'expert' (the scripted expert) on Arena."""
+    out: dict[str, Controller] = {"random": BaselineController(env_spec, "random", seed)}
+    if env_spec.startswith("arena"):
+        out["expert"] = BaselineController(env_spec, "scripted", seed)
+    return out
+
+
+def evaluate_policy(
+    agent: Agent | None,
+    env_spec: str = "arena",
+    episodes: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    baselines: bool = True,
+    greedy: bool = False,
+    max_steps: int = 10_000,
+    env_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Scores of `agent` (and of the baselines on the same seeds) plus survival ratios."""
+    if episodes < 1:
+        raise MetabonkError(f"--episodes must be ≥ 1, got {episodes}")
+    size = agent.cfg.image_size if agent is not None else 64
+    res: dict[str, Any] = {"env": env_spec, "episodes": episodes, "seed": seed, "max_steps": max_steps}
+    if agent is not None:
+        ctrl = AgentController(agent, device, greedy=greedy, seed=seed)
+        res["policy"] = summarize(run_episodes(env_spec, ctrl, episodes, seed, size, max_steps, env_kwargs))
+    if baselines:
+        for name, c in baseline_controllers(env_spec, seed).items():
+            res[name] = summarize(run_episodes(env_spec, c, episodes, seed, size, max_steps, env_kwargs))
+    if "policy" in res:
+        p = res["policy"]["survival_mean"]
+        for name in ("random", "expert"):
+            if name in res:
+                res[f"survival_vs_{name}"] = p / max(res[name]["survival_mean"], 1e-9)
+    return res

@@ -1,0 +1,64 @@
+"""`metabonk demo --preset tiny` end to end: every stage wired, report + PNG + GIFs written, resume skips
+finished stages, `stage=X` re-runs one stage alone."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from metabonk.common.errors import MetabonkError
+from metabonk.demo.pipeline import run_demo, stage_names
+from metabonk.demo.presets import get_preset
+from tests.test_policy_helpers import one_thread  # noqa: F401  (autouse fixture)
+
+
+def test_tiny_demo_end_to_end_and_resume(tmp_path) -> None:
+    report = run_demo("tiny", device="cpu", root=tmp_path, name="t")
+    run = tmp_path / "t"
+    assert report == run / "report.md" and report.is_file()
+    text = report.read_text()
+    parts = ("Scores in the real game", "expert", "random", "demo (BC + dream)", "curves.png", "agent.gif",
+             "dream.gif")
+    for part in parts:
+        assert part in text
+    for f in ("curves.png", "agent.gif", "dream.gif"):
+        assert (run / "report" / f).stat().st_size > 1000
+    names = stage_names(get_preset("tiny"))
+    done = {s: (run / s / "done.json") for s in names}
+    assert all(f.is_file() for f in done.values())
+    rec = json.loads(done["record"].read_text())["summary"]
+    assert rec["labelled_fraction"] <= 0.05
+    labelling = json.loads(done["latent"].read_text())["summary"]["labelling"]
+    assert labelling["episodes"] == rec["video"]["episodes"]
+    ev = json.loads(done["eval"].read_text())["summary"]
+    assert {"random", "expert", "demo (BC + dream)", "BC only"} <= set(ev)
+    # the stores and checkpoints each stage hands to the next exist where the next stage reads them
+    for path in ("record/video/store.json", "latent/idm/config.json", "world/model/config.json",
+                 "bc/policy/config.json", "dream/policy/config.json"):
+        assert (run / path).is_file(), path
+
+    # Resume: nothing is re-run.
+    stamps = {s: f.stat().st_mtime_ns for s, f in done.items()}
+    t0 = time.time()
+    run_demo("tiny", device="cpu", root=tmp_path, name="t")
+    assert time.time() - t0 < 10
+    assert {s: f.stat().st_mtime_ns for s, f in done.items()} == stamps
+
+    # One stage alone: only its marker changes.
+    run_demo("tiny", device="cpu", root=tmp_path, name="t", stage="report")
+    after = {s: f.stat().st_mtime_ns for s, f in done.items()}
+    assert after["report"] != stamps["report"]
+    assert all(after[s] == stamps[s] for s in names if s != "report")
+
+
+def test_demo_rejects_bad_stage_and_mismatched_run(tmp_path) -> None:
+    with pytest.raises(MetabonkError):
+        run_demo("tiny", device="cpu", root=tmp_path, name="x", stage="nonsense")
+    with pytest.raises(MetabonkError):
+        run_demo("huge", device="cpu", root=tmp_path, name="x")
+    with pytest.raises(MetabonkError):  # a later stage alone, before the earlier ones ran
+        run_demo("tiny", device="cpu", root=tmp_path, name="y", stage="world")
+    with pytest.raises(MetabonkError):  # same folder, other env
+        run_demo("tiny", device="cpu", root=tmp_path, name="y", env="ale:Pong", stage="world")
