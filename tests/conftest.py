@@ -1,0 +1,10 @@
+"""Test-wide settings: one intra-op thread keeps small-model steps fast and timings stable on 2 shared cores."""
+
+import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
