@@ -48,6 +48,11 @@ def _atomic_dir_write(path: Path, write: Any) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         write(tmp)
+        if path.is_dir():
+            # Keep what lives beside the weights (TensorBoard logs, reports): only our own files are replaced.
+            for entry in path.iterdir():
+                if entry.name not in (WEIGHTS, CONFIG, TRAINER) and not (tmp / entry.name).exists():
+                    os.rename(entry, tmp / entry.name)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")

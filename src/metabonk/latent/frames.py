@@ -1,0 +1,42 @@
+"""Frame helpers of the latent models: scaling, windowing a clip, PSNR, movement classes of actions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+ARENA_NUM_ACTIONS = 21
+ARENA_MENU_OPEN = 12
+"""Index of `menu_open` in Arena's state vector (moves do nothing while the level-up menu is open)."""
+# ALE minimal action set of Pong: NOOP, FIRE, RIGHT (up), LEFT (down), RIGHTFIRE, LEFTFIRE.
+PONG_MOVEMENT = (0, 0, 1, 2, 1, 2)
+
+
+def to_unit(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., H, W, 3] (or float in [0,1]) -> float [..., 3, H, W] in [-1, 1]."""
+    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+    return (x * 2 - 1).movedim(-1, -3).contiguous()
+
+
+def clip_windows(clip_THWC: torch.Tensor, context: int) -> torch.Tensor:
+    """The T transitions of a clip of T+1 frames as windows [T, context+2, H, W, 3] (x_0 repeated early)."""
+    steps = clip_THWC.shape[0] - 1
+    t = torch.arange(steps, device=clip_THWC.device)
+    offsets = torch.arange(-context, 2, device=clip_THWC.device)
+    idx = (t[:, None] + offsets[None, :]).clamp_min(0)
+    return clip_THWC[idx]
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-item PSNR in dB of images in [0,1] with shape [B, ...]."""
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def movement_map(env: str, num_actions: int) -> np.ndarray:
+    """Movement class of each action id: Arena's move a % 9 (cards count as stand); Pong up/down/none."""
+    if env.startswith("arena") and num_actions == ARENA_NUM_ACTIONS:
+        return np.array([a % 9 if a < 18 else 0 for a in range(num_actions)], dtype=np.int64)
+    if "pong" in env.lower() and num_actions == len(PONG_MOVEMENT):
+        return np.array(PONG_MOVEMENT, dtype=np.int64)
+    return np.arange(num_actions, dtype=np.int64)

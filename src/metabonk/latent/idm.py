@@ -1,0 +1,119 @@
+"""Inverse dynamics model (VPT-style): the real action taken between x_t and x_{t+1}, from a short window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metabonk.common.checkpoint import config_from_dict, load_weights, read_config, save_checkpoint
+from metabonk.latent.frames import clip_windows, to_unit
+from metabonk.latent.lam import ActionEncoder, LAMConfig
+from metabonk.latent.vq import VQConfig
+
+KIND = "idm"
+
+
+@dataclass
+class IDMConfig:
+    """Shape of the inverse dynamics model."""
+
+    num_actions: int = 21
+    """Size of the game's flat discrete action space."""
+    movement: tuple[int, ...] = ()
+    """Movement class of each action (Arena: a % 9, cards -> 0); empty means each action is its own class."""
+    context: int = 1
+    """Past frames besides x_t in the window (window = context + 2 frames)."""
+    width: int = 32
+    """Base channel width."""
+    frame_size: int = 64
+    """Square frame size trained on (informational)."""
+    crop: int = 0
+    """Classify from a centred crop of this size (0 = the whole frame); see LAMConfig.crop."""
+    dropout: float = 0.1
+    max_shift: int = 2
+    """Largest pixel shift of the motion cost volume (see LAMConfig.max_shift)."""
+    features: int = 64
+    """Width of the trunk's output."""
+    """Dropout before the classifier (the IDM is trained on few labels)."""
+
+    @property
+    def window(self) -> int:
+        return self.context + 2
+
+    def movement_index(self) -> torch.Tensor:
+        return torch.tensor(self.movement or tuple(range(self.num_actions)), dtype=torch.int64)
+
+
+class InverseDynamicsModel(nn.Module):
+    """Conv net over the window and x_{t+1} - x_t -> logits of the action and of the effective movement."""
+
+    def __init__(self, config: IDMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("move_of", config.movement_index(), persistent=False)
+        # The LAM's encoder (motion cost volume + conv branch) as trunk: the same evidence, a wider output.
+        trunk_cfg = LAMConfig(context=config.context, width=config.width, max_shift=config.max_shift,
+                              vq=VQConfig(code_dim=config.features))
+        self.trunk = ActionEncoder(trunk_cfg)
+        self.head = nn.Sequential(nn.SiLU(), nn.Dropout(config.dropout),
+                                  nn.Linear(config.features, config.num_actions + self.num_movements))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def num_movements(self) -> int:
+        return int(self.move_of.max()) + 1
+
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        c, size = self.config.crop, frames.shape[-2]
+        if 0 < c < size:
+            o = (size - c) // 2
+            frames = frames[..., o: o + c, o: o + c, :]
+        x = to_unit(frames.to(self.device))
+        if x.shape[1] != self.config.window:
+            raise ValueError(f"IDM expects windows of {self.config.window} frames, got {x.shape[1]}")
+        return self.head(self.trunk(x))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy on the action and on the effective movement (batch['movement'] when given)."""
+        logits = self.logits(batch["frames"])
+        action_logits, move_logits = logits[:, : self.config.num_actions], logits[:, self.config.num_actions:]
+        action = batch["action"].to(self.device)
+        move = batch["movement"].to(self.device) if "movement" in batch else self.move_of[action]
+        ce = F.cross_entropy(action_logits, action)
+        move_ce = F.cross_entropy(move_logits, move)
+        loss = ce + move_ce
+        acc = (action_logits.argmax(-1) == action).float().mean()
+        move_acc = (move_logits.argmax(-1) == move).float().mean()
+        return loss, {"loss": loss.item(), "ce": ce.item(), "move_ce": move_ce.item(),
+                      "accuracy": acc.item(), "movement_accuracy": move_acc.item()}
+
+    @torch.no_grad()
+    def predict(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Windows uint8 [B,k+2,H,W,3] (or a clip [T+1,H,W,3]) -> action, confidence, movement, probs."""
+        if frames.dim() == 4:
+            frames = clip_windows(frames, self.config.context)
+        logits = self.logits(frames)
+        probs = logits[:, : self.config.num_actions].softmax(-1)
+        conf, action = probs.max(-1)
+        movement = logits[:, self.config.num_actions:].argmax(-1)
+        return {"action": action, "confidence": conf, "movement": movement, "probs": probs}
+
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
+             trainer_state: dict[str, Any] | None = None) -> Path:
+        return save_checkpoint(path, self, self.config, KIND, meta, trainer_state)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> InverseDynamicsModel:
+        doc = read_config(path, kind=KIND)
+        model = cls(config_from_dict(IDMConfig, doc["config"])).to(device)
+        load_weights(path, model, device)
+        model.eval()
+        return model

@@ -1,0 +1,213 @@
+"""Latent action model (Genie-style, on pixels): a VQ code per transition, learned by predicting x_{t+1}.
+
+The encoder sees the window (x_{t-k..t}, x_{t+1}) and emits one continuous latent, quantised to one of a few
+codes. The decoder sees only the past frames x_{t-k..t} and the code, and must predict x_{t+1}; because the
+code is a handful of bits, it can only carry what changes between frames and is not predictable from the
+past — the action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metabonk.common.checkpoint import config_from_dict, load_weights, read_config, save_checkpoint
+from metabonk.latent.frames import clip_windows, to_unit
+from metabonk.latent.vq import VectorQuantizer, VQConfig, codebook_usage
+
+KIND = "lam"
+
+
+@dataclass
+class LAMConfig:
+    """Shape of the latent action model."""
+
+    context: int = 1
+    """Past frames besides x_t the model sees (k): a window holds k + 2 frames."""
+    width: int = 16
+    """Base channel width of the conv branches."""
+    max_shift: int = 2
+    """Largest pixel shift the motion features and the decoder's shift kernels cover."""
+    frame_size: int = 64
+    """Square frame size the model was trained on (informational; any size divisible by 8 works)."""
+    crop: int = 0
+    """Model only a centred crop of this size (0 = the whole frame): with a follow camera, the ground's
+    motion shows everywhere, so a crop keeps the action signal at a fraction of the compute."""
+    vq: VQConfig = field(default_factory=VQConfig)
+    """The code bottleneck."""
+
+    @property
+    def window(self) -> int:
+        return self.context + 2
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    k = 4 if stride == 2 else 3
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, 1), nn.SiLU())
+
+
+def shifted_stack(x_BCHW: torch.Tensor, s: int) -> torch.Tensor:
+    """All (2s+1)^2 translations of x by up to s pixels (edges replicated): [B, (2s+1)^2, C, H, W]."""
+    h, w = x_BCHW.shape[-2:]
+    pad = F.pad(x_BCHW, (s, s, s, s), mode="replicate")
+    return torch.stack([pad[..., s + dy: s + dy + h, s + dx: s + dx + w]
+                        for dy in range(-s, s + 1) for dx in range(-s, s + 1)], dim=1)
+
+
+class ActionEncoder(nn.Module):
+    """(x_{t-k..t}, x_{t+1}) -> one latent: a motion cost volume (how well each small shift of x_t
+    explains x_{t+1}: camera motion) plus a conv branch over the window and x_{t+1} - x_t (object motion)."""
+
+    def __init__(self, config: LAMConfig) -> None:
+        super().__init__()
+        self.shift = config.max_shift
+        w, cin = config.width, 3 * (config.window + 1)
+        self.conv = nn.Sequential(_block(cin, w, 2), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 2),
+                                  nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        n_shift = (2 * self.shift + 1) ** 2
+        self.head = nn.Sequential(nn.Linear(2 * w * 16 + n_shift, 128), nn.SiLU(),
+                                  nn.Linear(128, config.vq.code_dim - 2))
+        r = torch.arange(-self.shift, self.shift + 1, dtype=torch.float32)
+        grid = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)
+        self.register_buffer("shift_grid", grid / self.shift, persistent=False)
+
+    def forward(self, x_BTCHW: torch.Tensor) -> torch.Tensor:
+        now, nxt = x_BTCHW[:, -2], x_BTCHW[:, -1]
+        s = self.shift
+        now_g, nxt_g = now.mean(1, keepdim=True), nxt.mean(1, keepdim=True)
+        # L1, not L2: the sprite the camera follows stays put, and L2 lets it outweigh the ground.
+        err = (shifted_stack(now_g, s) - nxt_g[:, None]).abs()[..., s:-s, s:-s].mean(dim=(2, 3, 4))
+        cost = -(err / err.mean(dim=1, keepdim=True).clamp_min(1e-6)).log().clamp(-5, 5)
+        feats = self.conv(torch.cat([x_BTCHW.flatten(1, 2), nxt - now], dim=1))
+        # Motion prior: the expected ground displacement (soft-argmin of the cost volume) is two of the
+        # latent's dimensions, so the codebook's clusters split by direction from the first steps.
+        motion = (4 * cost).softmax(-1) @ self.shift_grid
+        return torch.cat([self.head(torch.cat([feats, cost], dim=1)), motion], dim=1)
+
+
+class FiLM(nn.Module):
+    """Scale and shift feature maps by a conditioning vector."""
+
+    def __init__(self, cond_dim: int, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cond_dim, 2 * channels)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.proj(cond)[:, :, None, None].chunk(2, dim=1)
+        return h * (1 + scale) + shift
+
+
+class NextFrameDecoder(nn.Module):
+    """Past frames + code -> x_{t+1}: the code picks a mix of shifts of x_t (CDNA-style kernels, Finn et al.
+    2016), then a small code-conditioned conv net at half resolution corrects what shifting cannot explain."""
+
+    def __init__(self, config: LAMConfig) -> None:
+        super().__init__()
+        w, d = config.width, config.vq.code_dim
+        self.shift = config.max_shift
+        self.kernel = nn.Sequential(nn.Linear(d, 64), nn.SiLU(), nn.Linear(64, (2 * self.shift + 1) ** 2))
+        cin = 3 * (config.context + 2)
+        self.down = _block(cin, 2 * w, 2)
+        self.mid = _block(2 * w, 2 * w, 1)
+        self.film = FiLM(d, 2 * w)
+        self.up = nn.ConvTranspose2d(2 * w, w, 4, 2, 1)
+        self.out = nn.Conv2d(w + cin, 3, 3, 1, 1)
+
+    def forward(self, ctx_BTCHW: torch.Tensor, code_BD: torch.Tensor) -> torch.Tensor:
+        now = ctx_BTCHW[:, -1]
+        weights = self.kernel(code_BD).softmax(-1)
+        warped = (shifted_stack(now, self.shift) * weights[:, :, None, None, None]).sum(1)
+        inp = torch.cat([ctx_BTCHW.flatten(1, 2), warped], dim=1)
+        h = self.film(self.mid(self.down(inp)), code_BD)
+        return warped + self.out(torch.cat([F.silu(self.up(h)), inp], dim=1))
+
+
+class LatentActionModel(nn.Module):
+    """Encoder + VQ + decoder; `forward(batch) -> (loss, metrics)`, batch["frames"] uint8 [B,k+2,H,W,3]."""
+
+    def __init__(self, config: LAMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = ActionEncoder(config)
+        self.vq = VectorQuantizer(config.vq)
+        self.decoder = NextFrameDecoder(config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def crop(self, frames: torch.Tensor) -> torch.Tensor:
+        c, size = self.config.crop, frames.shape[-2]
+        if c <= 0 or c >= size:
+            return frames
+        o = (size - c) // 2
+        return frames[..., o: o + c, o: o + c, :]
+
+    def _split(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_unit(self.crop(frames.to(self.device)))
+        if x.shape[1] != self.config.window:
+            raise ValueError(f"LAM expects windows of {self.config.window} frames, got {x.shape[1]}")
+        return x, x[:, :-1]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        x, ctx = self._split(batch["frames"])
+        q, codes, commit = self.vq(self.encoder(x))
+        pred = self.decoder(ctx, q)
+        mse = F.mse_loss(pred, x[:, -1])
+        loss = mse + commit
+        usage = codebook_usage(codes, self.config.vq.num_codes)
+        return loss, {"loss": loss.item(), "mse": mse.item(), "commit": commit.item(), **usage}
+
+    @torch.no_grad()
+    def infer_codes(self, frames: torch.Tensor) -> torch.Tensor:
+        """Codes (int64 [B]) of windows uint8 [B,k+2,H,W,3], or of a clip uint8 [T+1,H,W,3] (-> [T])."""
+        if frames.dim() == 4:
+            frames = clip_windows(frames, self.config.context)
+        x, _ = self._split(frames)
+        return self.vq.nearest(self.encoder(x))
+
+    @torch.no_grad()
+    def latents(self, frames: torch.Tensor) -> torch.Tensor:
+        """Continuous (pre-quantisation) latents float [B,D] of windows uint8 [B,k+2,H,W,3]."""
+        x, _ = self._split(frames)
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def predict(self, context: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Next frame float [B,h,w,3] in [0,1] (h = crop or H) from past frames uint8 [B,k+1,H,W,3]
+        (or a full window) and codes [B]."""
+        x = to_unit(self.crop(context.to(self.device)))
+        ctx = x[:, : self.config.context + 1]
+        pred = self.decoder(ctx, self.vq.lookup(codes.to(self.device)))
+        return ((pred.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
+
+    @torch.no_grad()
+    def next_frame_mse(self, frames: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Per-window MSE (in [-1,1] units) of the prediction of x_{t+1} under the given codes."""
+        x, ctx = self._split(frames)
+        pred = self.decoder(ctx, self.vq.lookup(codes.to(self.device)))
+        return (pred - x[:, -1]).pow(2).mean(dim=(1, 2, 3))
+
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
+             trainer_state: dict[str, Any] | None = None) -> Path:
+        return save_checkpoint(path, self, self.config, KIND, meta, trainer_state)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LatentActionModel:
+        doc = read_config(path, kind=KIND)
+        config = lam_config_from_dict(doc["config"])
+        model = cls(config).to(device)
+        load_weights(path, model, device)
+        model.eval()
+        return model
+
+
+def lam_config_from_dict(data: dict[str, Any]) -> LAMConfig:
+    """LAMConfig from JSON, nested VQConfig included."""
+    vq = config_from_dict(VQConfig, data.get("vq", {}))
+    return config_from_dict(LAMConfig, {**data, "vq": vq})

@@ -1,0 +1,96 @@
+"""Vector-quantisation bottleneck with an EMA codebook and dead-code restarts (guards against collapse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class VQConfig:
+    """Codebook of `num_codes` vectors of size `code_dim`."""
+
+    num_codes: int = 8
+    """Number of discrete latent actions (Genie uses 8)."""
+    code_dim: int = 16
+    """Size of each code vector."""
+    commitment: float = 0.25
+    """Weight of the commitment loss pulling encoder outputs to their code."""
+    decay: float = 0.95
+    """EMA decay of codebook statistics."""
+    dead_threshold: float = 0.03
+    """A code whose EMA usage share falls below threshold/num_codes is restarted from a batch latent."""
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantiser; the codebook follows EMA cluster means instead of gradients (VQ-VAE-2)."""
+
+    def __init__(self, config: VQConfig) -> None:
+        super().__init__()
+        self.config = config
+        k, d = config.num_codes, config.code_dim
+        self.register_buffer("codebook", torch.randn(k, d) * 0.1)
+        self.register_buffer("ema_count", torch.full((k,), 1.0 / k))
+        self.register_buffer("ema_sum", self.codebook.clone() / k)
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def nearest(self, z_BD: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code for each row."""
+        dist = torch.cdist(z_BD.float(), self.codebook.float())
+        return dist.argmin(dim=-1)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Code vectors for integer codes (any shape) -> shape + (code_dim,)."""
+        return self.codebook[codes]
+
+    @torch.no_grad()
+    def _ema_update(self, z_BD: torch.Tensor, codes_B: torch.Tensor) -> None:
+        cfg = self.config
+        if not bool(self.initialised):
+            # Seed the codebook from data so no code starts far from every latent.
+            pick = torch.randint(0, z_BD.shape[0], (cfg.num_codes,), device=z_BD.device)
+            self.codebook.copy_(z_BD[pick] + 0.01 * torch.randn_like(z_BD[pick]))
+            self.ema_sum.copy_(self.codebook / cfg.num_codes)
+            self.ema_count.fill_(1.0 / cfg.num_codes)
+            self.initialised.fill_(True)
+            codes_B = self.nearest(z_BD)
+        onehot = F.one_hot(codes_B, cfg.num_codes).to(z_BD.dtype)
+        share = onehot.mean(0)
+        self.ema_count.mul_(cfg.decay).add_(share, alpha=1 - cfg.decay)
+        self.ema_sum.mul_(cfg.decay).add_(onehot.t() @ z_BD / z_BD.shape[0], alpha=1 - cfg.decay)
+        self.codebook.copy_(self.ema_sum / self.ema_count.clamp_min(1e-6).unsqueeze(1))
+        dead = self.ema_count < cfg.dead_threshold / cfg.num_codes
+        if bool(dead.any()):
+            # Restart dead codes at the latents worst served by the current codebook.
+            err = torch.cdist(z_BD, self.codebook).min(dim=1).values
+            order = err.argsort(descending=True)
+            idx = dead.nonzero().squeeze(1)
+            chosen = z_BD[order[: idx.numel()] % z_BD.shape[0]]
+            if chosen.shape[0] < idx.numel():
+                chosen = chosen[torch.arange(idx.numel(), device=z_BD.device) % chosen.shape[0]]
+            self.codebook[idx] = chosen
+            self.ema_count[idx] = 1.0 / cfg.num_codes
+            self.ema_sum[idx] = chosen / cfg.num_codes
+
+    def forward(self, z_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quantise: returns (straight-through quantised latents, codes, commitment loss)."""
+        z = z_BD.float()
+        codes = self.nearest(z)
+        if self.training:
+            self._ema_update(z.detach(), codes)
+            codes = self.nearest(z)
+        q = self.codebook[codes]
+        commit = self.config.commitment * F.mse_loss(z, q.detach())
+        q_st = z + (q - z).detach()
+        return q_st, codes, commit
+
+
+def codebook_usage(codes: torch.Tensor, num_codes: int) -> dict[str, float]:
+    """Perplexity (exp of code entropy) and the number of codes used at least once."""
+    counts = torch.bincount(codes.flatten().long(), minlength=num_codes).float()
+    p = counts / counts.sum().clamp_min(1)
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return {"perplexity": float(entropy.exp()), "codes_used": int((counts > 0).sum())}
