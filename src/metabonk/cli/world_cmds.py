@@ -1,5 +1,197 @@
-"""CLI verbs of the world area (registered on the shared typer app)."""
+"""CLI verbs of the world area: train world, dream, eval world, play dream, bench world."""
 
 from __future__ import annotations
 
-from metabonk.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from metabonk.cli.app import EvalOptions, app, bench_app, play_app, register_eval, train_app
+from metabonk.common.errors import MetabonkError
+
+
+@train_app.command("world")
+def train_world_cmd(
+    data: Annotated[Path, typer.Option(help="Episode store to train on.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to write (and resume from).")],
+    steps: Annotated[int, typer.Option(help="Total optimizer steps.")] = 20_000,
+    batch: Annotated[int, typer.Option(help="Windows per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-4,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    actions: Annotated[str, typer.Option(help="real | idm | latent (latent needs --lam).")] = "real",
+    lam: Annotated[Path | None, typer.Option(help="LAM checkpoint for --actions latent.")] = None,
+    size: Annotated[str, typer.Option(help="diamond (4.6M U-Net) | tiny")] = "diamond",
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue from OUT if it exists.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train the diffusion world model + reward/termination model on an episode store."""
+    from metabonk.world.config import diamond_atari_config, tiny_config
+    from metabonk.world.train import TrainConfig, train_world
+
+    if size not in ("diamond", "tiny"):
+        raise MetabonkError(f"--size must be diamond or tiny, got '{size}'")
+    cfg = diamond_atari_config() if size == "diamond" else tiny_config(num_context=4)
+    tc = TrainConfig(
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        device=device,
+        action_source=actions,
+        lam=str(lam) if lam else None,
+        seed=seed,
+    )
+    train_world(data, out, tc, cfg, resume=resume)
+
+
+@app.command("dream")
+def dream_cmd(
+    ckpt: Annotated[Path, typer.Argument(help="World model checkpoint.")],
+    data: Annotated[Path, typer.Option(help="Episode store holding the real trajectory.")],
+    out: Annotated[Path, typer.Option(help="GIF to write (real | dream).")],
+    steps: Annotated[int, typer.Option(help="Dream steps.")] = 64,
+    episode: Annotated[int, typer.Option(help="Episode index in the store.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Dream beside a real trajectory with the same actions and write a side-by-side GIF."""
+    from metabonk.common.device import resolve_device
+    from metabonk.data.store import EpisodeStore
+    from metabonk.world.data import ACTION_KEYS
+    from metabonk.world.dream_gif import dream_beside_real, write_side_by_side_gif
+    from metabonk.world.evaluate import psnr
+    from metabonk.world.world_model import WorldModel
+
+    model = WorldModel.load(ckpt, device=resolve_device(device))
+    key = ACTION_KEYS[model.config.action_source]
+    ep = EpisodeStore.open(data).episode(episode, keys=["obs", key])
+    import torch
+
+    real, dream = dream_beside_real(model, ep["obs"], ep[key], steps, seed=seed)
+    write_side_by_side_gif(real, dream, out)
+    p = psnr(torch.from_numpy(dream), torch.from_numpy(real))
+    typer.echo(
+        f"wrote {out}: {len(dream)} steps, PSNR step 1 {float(p[0]):.1f} dB, mean {float(p.mean()):.1f} dB"
+    )
+
+
+def eval_world(ckpt: Path, opts: EvalOptions) -> None:
+    """`metabonk eval world CKPT --data DIR [--json FILE]`."""
+    from metabonk.common.device import resolve_device
+    from metabonk.common.results import write_result
+    from metabonk.world.eval_store import evaluate_checkpoint
+
+    if opts.data is None:
+        raise MetabonkError("eval world needs --data DIR (an episode store)")
+    device = resolve_device(opts.device)
+    res = evaluate_checkpoint(str(ckpt), str(opts.data), device, seed=opts.seed)
+    _print_eval(res)
+    if opts.json_path is not None:
+        write_result(opts.json_path, res, device)
+
+
+def _print_eval(res: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"world model, {res['horizon']}-step open-loop dream ({res['eval_starts']} starts)")
+    for col in ("step", "PSNR dB", "copy-last PSNR", "SSIM", "copy-last SSIM"):
+        t.add_column(col)
+    for i in range(res["horizon"]):
+        t.add_row(
+            str(i + 1),
+            f"{res['psnr_db'][i]:.2f}",
+            f"{res['copy_last_psnr_db'][i]:.2f}",
+            f"{res['ssim'][i]:.3f}",
+            f"{res['copy_last_ssim'][i]:.3f}",
+        )
+    c = Console()
+    c.print(t)
+    con = res["controllability"]
+    c.print(
+        f"controllability: between-action diff {con['between_action_diff']:.2f} vs redraw "
+        f"{con['same_action_redraw_diff']:.2f}; direction cosine {con.get('direction_cosine_mean', 0):.2f}"
+    )
+    c.print(
+        f"reward MAE {res['reward_mae']:.4f} (mean baseline {res['reward_mae_mean_baseline']:.4f}); "
+        f"termination F1 {res['termination_f1']:.2f} on {res['termination_positives']} ends"
+    )
+
+
+register_eval("world", eval_world)
+
+
+@play_app.command("dream")
+def play_dream_cmd(
+    ckpt: Annotated[Path, typer.Argument(help="World model checkpoint.")],
+    human: Annotated[bool, typer.Option("--human", help="Steer with the keyboard.")] = False,
+    data: Annotated[Path | None, typer.Option(help="Store to take the start frames from.")] = None,
+    episode: Annotated[int, typer.Option(help="Episode giving the start frames.")] = 0,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps.")] = 10_000,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Play inside the dream: arrows/WASD move, space dashes, 1-3 pick cards, Esc quits."""
+    import numpy as np
+
+    from metabonk.common.device import resolve_device
+    from metabonk.world.human import play_dream
+    from metabonk.world.world_model import WorldModel
+
+    if not human:
+        raise MetabonkError("play dream is interactive: pass --human")
+    model = WorldModel.load(ckpt, device=resolve_device(device))
+    k, s = model.config.num_context, model.config.frame_size
+    if data is not None:
+        from metabonk.data.store import EpisodeStore
+
+        ep = EpisodeStore.open(data).episode(episode, keys=["obs", "action"])
+        frames, acts = ep["obs"][:k], ep["action"][:k]
+    else:
+        frames, acts = np.full((k, s, s, 3), 64, np.uint8), np.zeros(k, np.int64)
+    res = play_dream(model, frames, acts, max_steps=max_steps)
+    typer.echo(f"dreamed {res['steps']} steps, predicted return {res['predicted_return']:.2f}")
+
+
+@bench_app.command("world")
+def bench_world_cmd(
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Result file (default benchmarks/results/world-<device>.json)."),
+    ] = None,
+    batch: Annotated[int, typer.Option(help="The large batch.")] = 1024,
+) -> None:
+    """Dream frames/s at batch 1 and a large batch: eager fp32 vs bf16 / CUDA graph / torch.compile."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from metabonk.bench.world import run_bench
+    from metabonk.common.device import device_label, resolve_device
+    from metabonk.common.results import write_result
+
+    dev = resolve_device(device)
+    batches = (1, batch) if dev.type == "cuda" else (1, 16)
+    res = run_bench(dev, batches=batches, repeats=20 if dev.type == "cuda" else 3, log=lambda s: None)
+    t = Table(
+        title=f"world model dream speed ({res['denoiser_params'] / 1e6:.2f}M params, "
+        f"{res['flops_per_frame'] / 1e9:.1f} GFLOP/frame)"
+    )
+    for col in ("variant", "batch", "frames/s", "ms/batch", "TFLOP/s"):
+        t.add_column(col)
+    for r in res["rows"]:
+        if "error" in r:
+            t.add_row(r["variant"], str(r["batch"]), "failed", r["error"][:40], "")
+            continue
+        t.add_row(
+            r["variant"],
+            str(r["batch"]),
+            f"{r['frames_per_s']:.1f}",
+            f"{r['ms_per_batch']:.2f}",
+            f"{r['tflops']:.2f}",
+        )
+    Console().print(t)
+    path = json_path or Path("benchmarks/results") / f"world-{device_label(dev)}.json"
+    write_result(path, res, dev)
+    typer.echo(f"wrote {path}")

@@ -1,0 +1,197 @@
+"""`metabonk bench world`: dream frames/s of the world model's sampler at batch 1 and at large batch.
+
+Variants of the same model (DIAMOND's Atari size by default) in one run: eager fp32; bf16 weights +
+channels_last; that plus torch.compile; and the whole k-step sampler captured as a CUDA graph. Timed with
+CUDA events after warm-up, median of repeats, random non-zero inputs. Also counts FLOPs per frame and
+reports measured / ceiling. Imports only torch so it runs on bare GPU machines.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from metabonk.world.config import WorldConfig, diamond_atari_config
+from metabonk.world.world_model import WorldModel
+
+BF16_PEAK_TFLOPS = {"h100": 989.0, "h200": 989.0}
+"""Dense bf16 tensor-core peak (datasheet); the project measured 782 TFLOP/s on an H100 matmul."""
+
+
+def flops_per_frame(model: WorldModel, num_steps: int) -> float:
+    """FLOPs of one dreamed frame: one denoiser call per Euler step (counted by torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = model.config
+    ctx, acts = _inputs(cfg, 1, next(model.parameters()).device, torch.float32)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.denoiser.denoise(torch.randn_like(ctx[:, 0]), torch.ones(1, device=ctx.device), ctx, acts)
+    return float(counter.get_total_flops()) * num_steps
+
+
+def _inputs(
+    cfg: WorldConfig, batch: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator(device="cpu").manual_seed(0)
+    s, k = cfg.frame_size, cfg.num_context
+    ctx = (torch.rand(batch, k, cfg.img_channels, s, s, generator=g) * 2 - 1).to(device, dtype)
+    acts = torch.randint(0, cfg.num_actions, (batch, k), generator=g).to(device)
+    return ctx, acts
+
+
+def _time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _sampler_fn(
+    model: WorldModel, ctx: torch.Tensor, acts: torch.Tensor, num_steps: int
+) -> Callable[[], torch.Tensor]:
+    noise = torch.randn_like(ctx[:, 0])
+    return lambda: model.sampler.sample(ctx, acts, num_steps, noise_BCHW=noise)
+
+
+def _graphed(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """Capture fn (fixed inputs) as one CUDA graph; replay is the whole sampler in one launch."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return out
+
+    return replay
+
+
+def run_bench(
+    device: torch.device,
+    batches: tuple[int, ...] = (1, 1024),
+    num_steps: int = 3,
+    variants: tuple[str, ...] = ("eager_fp32", "bf16_cl", "bf16_cl_graph", "bf16_cl_compile"),
+    repeats: int = 20,
+    config: WorldConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Frames/s per (variant, batch), FLOPs per frame, ceilings, and bf16-vs-fp32 agreement."""
+    cfg = config or diamond_atari_config()
+    torch.manual_seed(0)
+    base = WorldModel(cfg).to(device).eval()
+    with torch.no_grad():  # non-trivial weights (zero-init output layers would make every variant agree)
+        for p in base.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    flops = flops_per_frame(base, num_steps)
+    params = sum(p.numel() for p in base.denoiser.parameters())
+    rows: list[dict[str, Any]] = []
+    outputs: dict[tuple[str, int], torch.Tensor] = {}
+    models: dict[str, WorldModel] = {}
+    for v in variants:
+        if v != "eager_fp32" and device.type != "cuda":
+            continue
+        if v == "eager_fp32":
+            models[v] = base
+        else:
+            m = WorldModel(cfg).to(device)
+            m.load_state_dict(base.state_dict())
+            models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
+            if v.endswith("compile"):
+                m.denoiser.inner = torch.compile(m.denoiser.inner, dynamic=False)  # type: ignore[assignment]
+    for v, m in models.items():
+        for b in batches:
+            dtype = torch.float32 if v == "eager_fp32" else torch.bfloat16
+            ctx, acts = _inputs(cfg, b, device, dtype)
+            if dtype == torch.bfloat16:
+                ctx = ctx.contiguous()
+            t_build = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    fn = _sampler_fn(m, ctx, acts, num_steps)
+                    if v.endswith("graph") or v.endswith("compile"):
+                        fn = _graphed(fn) if device.type == "cuda" else fn
+                    sec = _time(fn, device, repeats if b > 64 else repeats * 5, warmup=3)
+                    outputs[(v, b)] = fn().float().clone()
+            except Exception as e:  # a compiler/graph failure is reported as a row, the other variants go on
+                rows.append({"variant": v, "batch": b, "error": f"{type(e).__name__}: {e}"[:300]})
+                log(f"{v} batch {b}: failed: {type(e).__name__}: {e}"[:300])
+                continue
+            fps = b / sec
+            row = {
+                "variant": v,
+                "batch": b,
+                "ms_per_batch": sec * 1000,
+                "frames_per_s": fps,
+                "tflops": fps * flops / 1e12,
+                "setup_s": time.perf_counter() - t_build,
+            }
+            rows.append(row)
+            log(
+                f"{v:16s} batch {b:5d}: {fps:10.1f} frames/s {sec * 1000:8.2f} ms {row['tflops']:.1f} TFLOP/s"
+            )
+    agree = {}
+    for (v, b), out in outputs.items():
+        if v != "eager_fp32" and ("eager_fp32", b) in outputs:
+            ref = outputs[("eager_fp32", b)]
+            mse = (out - ref).pow(2).mean().clamp_min(1e-12)
+            agree[f"{v}_b{b}_psnr_vs_fp32_db"] = float(10 * torch.log10(4 / mse))
+    label = "cpu"
+    if device.type == "cuda":
+        from metabonk.common.device import device_label
+
+        label = device_label(device)
+    peak = BF16_PEAK_TFLOPS.get(label)
+    ceiling = peak * 1e12 / flops if peak else None
+    best = max((r["frames_per_s"] for r in rows), default=0.0)
+    return {
+        "model": "DIAMOND Atari size" if config is None else "custom",
+        "denoiser_params": params,
+        "frame_size": cfg.frame_size,
+        "num_context": cfg.num_context,
+        "sampler_steps": num_steps,
+        "flops_per_frame": flops,
+        "bytes_per_frame_io_bf16": (cfg.num_context + 1) * cfg.img_channels * cfg.frame_size**2 * 2,
+        "bf16_peak_tflops": peak,
+        "compute_ceiling_frames_per_s": ceiling,
+        "best_frames_per_s": best,
+        "best_over_ceiling": best / ceiling if ceiling else None,
+        "rows": rows,
+        "agreement": agree,
+        "reference_diamond_frames_per_s": {"batch_1": 27, "batch_1024": 2009},
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    res = run_bench(dev)
+    if len(sys.argv) > 1:
+        from metabonk.common.results import write_result
+
+        write_result(sys.argv[1], res, dev)
+    print(json.dumps({k: v for k, v in res.items() if k != "rows"}, indent=1))

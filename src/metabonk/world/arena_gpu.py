@@ -1,0 +1,180 @@
+"""Train and evaluate a world model on Arena episodes generated on the GPU with the torch-native game,
+all in memory (no store, no gymnasium): the GPU-machine path behind benchmarks/results/eval-world-arena.json.
+
+    PYTHONPATH=src python3 -m metabonk.world.arena_gpu OUT_DIR [train_seconds]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _import_game() -> type:
+    """ArenaGame without running metabonk.envs' package __init__ (which needs gymnasium)."""
+    import metabonk
+
+    root = Path(metabonk.__file__).parent / "envs"
+    for name, path in (("metabonk.envs", root), ("metabonk.envs.arena", root / "arena")):
+        if name not in sys.modules:
+            mod = types.ModuleType(name)
+            mod.__path__ = [str(path)]  # type: ignore[attr-defined]
+            sys.modules[name] = mod
+    spec = importlib.util.find_spec("metabonk.envs.arena.game")
+    assert spec is not None
+    from metabonk.envs.arena.game import ArenaGame
+
+    return ArenaGame
+
+
+def generate(
+    num_envs: int, steps: int, device: torch.device, seed: int, sticky: float = 0.8
+) -> dict[str, torch.Tensor]:
+    """Sticky-random play: cur/next frames uint8 [T,N,H,W,3], action/reward/terminated/done [T,N]."""
+    ArenaGame = _import_game()
+    game = ArenaGame(num_envs=num_envs, device=device, seed=seed)
+    g = torch.Generator(device=device).manual_seed(seed)
+    a = torch.randint(0, 21, (num_envs,), device=device, generator=g)
+    cur, nxt, acts, rews, terms, dones = [], [], [], [], [], []
+    for _ in range(steps):
+        new = torch.randint(0, 21, (num_envs,), device=device, generator=g)
+        a = torch.where(torch.rand(num_envs, device=device, generator=g) > sticky, new, a)
+        cur.append(game.render())
+        r, term, trunc, _ = game.step(a)
+        nxt.append(game.render())
+        done = term | trunc
+        acts.append(a.clone()), rews.append(r.float()), terms.append(term), dones.append(done)
+        if bool(done.any()):
+            game.reset_done(done)
+    st = torch.stack
+    return {
+        "cur": st(cur),
+        "next": st(nxt),
+        "action": st(acts),
+        "reward": st(rews),
+        "terminated": st(terms),
+        "done": st(dones),
+    }
+
+
+def windows(d: dict[str, torch.Tensor], k: int, horizon: int, envs: torch.Tensor) -> torch.Tensor:
+    """(t, n) starts of windows of k+horizon frames on env columns `envs` with no episode end inside
+    (an end allowed only at the window's very last transition)."""
+    T = d["done"].shape[0]
+    L = k + horizon - 1
+    done = d["done"][:, envs].float()
+    c = torch.cat([done.new_zeros(1, done.shape[1]), done.cumsum(0)])
+    ok = (c[L - 1 : T] - c[: T - L + 1]) == 0  # no done in [s, s+L-2]
+    t, n = ok.nonzero(as_tuple=True)
+    return torch.stack([t, envs[n]], 1)
+
+
+def gather(d: dict[str, torch.Tensor], starts: torch.Tensor, n_frames: int) -> dict[str, torch.Tensor]:
+    """obs [B,n_frames,...] (cur frames then the last next frame), action/reward/terminated [B,n_frames-1]."""
+    t, n = starts[:, 0], starts[:, 1]
+    idx = t[:, None] + torch.arange(n_frames - 1, device=t.device)
+    obs = torch.cat([d["cur"][idx, n[:, None]], d["next"][idx[:, -1:], n[:, None]]], 1)
+    return {"obs": obs, **{key: d[key][idx, n[:, None]] for key in ("action", "reward", "terminated")}}
+
+
+def main(out: Path, train_seconds: float = 200.0) -> None:
+    from metabonk.world.config import diamond_atari_config
+    from metabonk.world.evaluate import controllability, fidelity, real_shifts, reward_metrics
+    from metabonk.world.world_model import WorldModel
+
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    t0 = time.time()
+    d = generate(num_envs=512, steps=300, device=dev, seed=0)
+    N = d["done"].shape[1]
+    train_envs, test_envs = torch.arange(0, N - 64, device=dev), torch.arange(N - 64, N, device=dev)
+    cfg = diamond_atari_config(num_actions=21)
+    k, horizon = cfg.num_context, 16
+    tr = windows(d, k, 1, train_envs)
+    term_rows = tr[d["terminated"][tr[:, 0] + k - 1, tr[:, 1]]]
+    print(
+        f"generated {d['done'].numel()} transitions in {time.time() - t0:.0f}s; {len(tr)} train windows, "
+        f"{len(term_rows)} terminal",
+        flush=True,
+    )
+    model = WorldModel(cfg).to(dev).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-2)
+    g = torch.Generator(device=dev).manual_seed(1)
+    step, t1, hist = 0, time.time(), []
+    while time.time() - t1 < train_seconds:
+        rows = tr[torch.randint(0, len(tr), (128,), device=dev, generator=g)]
+        if len(term_rows):
+            rows[:12] = term_rows[torch.randint(0, len(term_rows), (12,), device=dev, generator=g)]
+        batch = gather(d, rows, k + 1)
+        lr = 3e-4 * min(1.0, (step + 1) / 200)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, metrics = model(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 200 == 0:
+            hist.append({"step": step, **metrics})
+            print(step, metrics, flush=True)
+    model.eval()
+    te = windows(d, k, horizon, test_envs)
+    te = te[torch.randperm(len(te), device=dev, generator=g)[:512]]
+    ev = gather(d, te, k + horizon)
+    fid = fidelity(model, ev["obs"], ev["action"], horizon)
+    moves = list(range(9))
+    ctl_rows = windows(d, 4, 1, test_envs)
+    ctl = gather(d, ctl_rows[torch.randperm(len(ctl_rows), device=dev, generator=g)[:2048]], 4)
+    shifts = real_shifts(ctl["obs"], ctl["action"], moves, steps=3)
+    con = controllability(model, ev["obs"][:128], moves, steps=3, real_shift=shifts)
+    rw_rows = windows(d, k, 1, test_envs)
+    rw = gather(d, rw_rows, k + 1)
+    rew = reward_metrics(model, rw["obs"], rw["action"][:, -1], rw["reward"][:, -1], rw["terminated"][:, -1])
+    res = {
+        "train_steps": step,
+        "train_seconds": train_seconds,
+        "batch": 128,
+        "train_windows": len(tr),
+        "test_envs": len(test_envs),
+        "eval_starts": len(te),
+        "horizon": horizon,
+        "psnr_db": fid["psnr"],
+        "copy_last_psnr_db": fid["copy_psnr"],
+        "ssim": fid["ssim"],
+        "copy_last_ssim": fid["copy_ssim"],
+        "psnr_above_copy_every_step": all(a > b for a, b in zip(fid["psnr"], fid["copy_psnr"], strict=True)),
+        "controllability": con,
+        "reward": rew,
+        "loss_history": hist,
+        "data": "512 Arena games x 300 ticks, sticky-random policy (p=0.8), 64 games held out",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    from metabonk.common.results import write_result
+
+    write_result(out / "eval-world-arena.json", res, dev)
+    from metabonk.world.dream_env import DreamEnv
+
+    env = DreamEnv(model, seed=0)
+    sample = ev
+    env.reset(sample["obs"][:4, :k], sample["action"][:4, :k])
+    dream = [env.step(sample["action"][:4, k - 1 + t])[0] for t in range(horizon)]
+    np.savez_compressed(
+        out / "dream_frames.npz",
+        real=sample["obs"][:4].cpu().numpy(),
+        dream=torch.stack(dream, 1).cpu().numpy(),
+    )
+    model.save(out / "world_arena_ckpt", meta={"data": res["data"], "step": step})
+    print(json.dumps({k2: v for k2, v in res.items() if k2 != "loss_history"}, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 200.0)

@@ -1,0 +1,66 @@
+"""Few-step EDM samplers (Euler, Heun) over a Karras σ schedule, conditioned on past frames and actions."""
+
+from __future__ import annotations
+
+import torch
+
+from metabonk.world.config import SamplerConfig
+from metabonk.world.denoiser import Denoiser
+
+
+def karras_sigmas(
+    num_steps: int, sigma_min: float, sigma_max: float, rho: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """σ_0 > ... > σ_{n-1} on Karras et al.'s ρ-schedule, with a final 0 appended (n+1 values)."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    ramp = torch.linspace(0, 1, num_steps, device=device, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
+
+
+class DiffusionSampler:
+    """Draws the next frame: start from σ_max noise, integrate the probability-flow ODE in few steps."""
+
+    def __init__(self, denoiser: Denoiser, config: SamplerConfig) -> None:
+        if config.order not in (1, 2):
+            raise ValueError(f"sampler order must be 1 (Euler) or 2 (Heun), got {config.order}")
+        self.denoiser = denoiser
+        self.config = config
+        self._sigmas: dict[int, list[float]] = {}
+
+    def sigmas(self, num_steps: int | None = None) -> list[float]:
+        """The schedule as Python floats (no device syncs inside the loop; CUDA-graph friendly)."""
+        n = num_steps or self.config.num_steps
+        if n not in self._sigmas:
+            c = self.config
+            self._sigmas[n] = karras_sigmas(n, c.sigma_min, c.sigma_max, c.rho).tolist()
+        return self._sigmas[n]
+
+    @torch.no_grad()
+    def sample(
+        self,
+        context_BKCHW: torch.Tensor,
+        actions_BK: torch.Tensor,
+        num_steps: int | None = None,
+        noise_BCHW: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The next frame, float [B,C,H,W] in [-1,1]; `noise_BCHW` (unit Gaussian) fixes the draw."""
+        B, _, C, H, W = context_BKCHW.shape
+        sigmas = self.sigmas(num_steps)
+        if noise_BCHW is None:
+            noise_BCHW = torch.randn(B, C, H, W, device=context_BKCHW.device, dtype=context_BKCHW.dtype)
+        x = noise_BCHW * sigmas[0]
+        ones = torch.ones(B, device=x.device, dtype=x.dtype)
+        for i in range(len(sigmas) - 1):
+            s, s_next = sigmas[i], sigmas[i + 1]
+            denoised = self.denoiser.denoise(x, s * ones, context_BKCHW, actions_BK)
+            d = (x - denoised) / s
+            x_next = x + d * (s_next - s)
+            if self.config.order == 2 and s_next > 0:
+                denoised_2 = self.denoiser.denoise(x_next, s_next * ones, context_BKCHW, actions_BK)
+                d_2 = (x_next - denoised_2) / s_next
+                x_next = x + (d + d_2) / 2 * (s_next - s)
+            x = x_next
+        return x.clamp(-1, 1)

@@ -1,0 +1,152 @@
+"""Trainer of the world model: AdamW on denoising + reward/termination losses, resumable, logged."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metabonk.common.checkpoint import load_trainer_state, load_weights, read_config
+from metabonk.common.device import resolve_device
+from metabonk.common.errors import MetabonkError
+from metabonk.common.logging import ScalarLogger, console, progress_bar
+from metabonk.world.config import WorldConfig, diamond_atari_config
+from metabonk.world.data import WindowData, latent_action_labels, to_device
+from metabonk.world.world_model import KIND, WorldModel, world_config_from_dict
+
+
+@dataclass
+class TrainConfig:
+    """How to train; the model's shape is a WorldConfig."""
+
+    steps: int = 20_000
+    """Total optimizer steps (resume continues up to this)."""
+    batch: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    holdout: float = 0.1
+    """Fraction of episodes held out from training (by episode; evaluation uses the same split)."""
+    terminal_fraction: float = 0.1
+    """Share of each batch drawn among episode-ending windows (termination is rare)."""
+    log_every: int = 50
+    save_every: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    action_source: str = "real"
+    """'real' (store key action), 'idm' (action_idm) or 'latent' (codes from --lam)."""
+    lam: str | None = None
+    """LAM checkpoint that labels transitions when action_source == 'latent'."""
+
+
+def _model_config(
+    store_num_actions: int | None,
+    data: WindowData,
+    frame_size: int,
+    base: WorldConfig | None,
+    action_source: str,
+    lam: str | None,
+) -> WorldConfig:
+    cfg = base or diamond_atari_config()
+    cfg.frame_size = frame_size
+    cfg.action_source = action_source
+    if action_source == "latent" and lam is not None:
+        cfg.num_actions = int(read_config(lam, kind="lam")["config"]["vq"]["num_codes"])
+    elif store_num_actions is not None:
+        cfg.num_actions = int(store_num_actions)
+    cfg.num_actions = max(cfg.num_actions, data.num_actions_seen)
+    return cfg
+
+
+def train_world(
+    data_dir: str | Path,
+    out: str | Path,
+    train: TrainConfig | None = None,
+    model_config: WorldConfig | None = None,
+    resume: bool = True,
+    logdir: str | Path | None = None,
+    show_progress: bool = True,
+) -> WorldModel:
+    """Train (or resume) a world model on an episode store and save it to `out` (kind "world")."""
+    from metabonk.data.store import EpisodeStore
+
+    tc = train or TrainConfig()
+    out = Path(out)
+    device = resolve_device(tc.device)
+    torch.manual_seed(tc.seed)
+    store = EpisodeStore.open(data_dir)
+    train_eps, _ = store.split(tc.holdout, seed=tc.seed)
+    if tc.action_source == "latent" and tc.lam is None:
+        raise MetabonkError("--actions latent needs --lam LAM_CKPT to label the transitions")
+    labels = latent_action_labels(store, train_eps, tc.lam, device) if tc.action_source == "latent" else None
+
+    state = None
+    if resume and (out / "config.json").is_file():
+        cfg = world_config_from_dict(read_config(out, kind=KIND)["config"])
+        model = WorldModel(cfg)
+        load_weights(out, model)
+        state = load_trainer_state(out)
+    data = WindowData(
+        store,
+        train_eps,
+        (model_config or diamond_atari_config()).num_context if state is None else model.config.num_context,
+        tc.action_source,
+        labels,
+    )
+    if state is None:
+        cfg = _model_config(store.num_actions, data, store.frame_size, model_config, tc.action_source, tc.lam)
+        model = WorldModel(cfg)
+    if data.num_actions_seen > model.config.num_actions:
+        raise MetabonkError(
+            f"the data has action ids up to {data.num_actions_seen - 1} but the model knows "
+            f"{model.config.num_actions} actions"
+        )
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
+    step = 0
+    rng = np.random.default_rng(tc.seed)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        rng = np.random.default_rng([tc.seed, step])
+        torch.manual_seed(tc.seed + step)
+    logger = ScalarLogger(logdir if logdir is not None else out.parent / f"{out.name}.tb")
+    meta = {"data": str(data_dir), "train_episodes": train_eps, "train": asdict(tc)}
+
+    def save() -> None:
+        trainer_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}
+        model.save(out, meta={**meta, "step": step}, trainer_state=trainer_state)
+
+    t0, frames0 = time.perf_counter(), step
+    with progress_bar("train world", tc.steps, disable=not show_progress) as advance:
+        advance(step)
+        while step < tc.steps:
+            batch = to_device(data.sample(tc.batch, rng, tc.terminal_fraction), device)
+            loss, metrics = model(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % tc.log_every == 0 or step == tc.steps:
+                sps = (step - frames0) / max(time.perf_counter() - t0, 1e-9)
+                logger.log(
+                    step, **metrics, grad_norm=float(gnorm), lr=sched.get_last_lr()[0], steps_per_s=sps
+                )
+                advance(0, status=f"loss {metrics['loss/total']:.4f}")
+            if step % tc.save_every == 0:
+                save()
+            advance(1)
+    save()
+    logger.close()
+    console.print(
+        f"saved world model to {out} ({step} steps, last loss {logger.last.get('loss/total', 0):.4f})"
+    )
+    return model.eval()

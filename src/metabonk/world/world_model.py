@@ -1,0 +1,84 @@
+"""The world model: EDM denoiser + sampler for the next frame and the reward/termination model, saved as one
+checkpoint of kind "world"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from metabonk.common.checkpoint import config_from_dict, load_weights, read_config, save_checkpoint
+from metabonk.common.errors import MetabonkError
+from metabonk.world.config import EDMConfig, SamplerConfig, UNetConfig, WorldConfig
+from metabonk.world.denoiser import Denoiser, frames_to_float
+from metabonk.world.reward_model import RewardModel
+from metabonk.world.sampler import DiffusionSampler
+
+KIND = "world"
+
+
+def world_config_from_dict(data: dict[str, Any]) -> WorldConfig:
+    """Rebuild a WorldConfig (with its nested configs) from checkpoint JSON."""
+    nested = {"unet": UNetConfig, "edm": EDMConfig, "sampler": SamplerConfig}
+    flat = {k: v for k, v in data.items() if k not in nested}
+    cfg = config_from_dict(WorldConfig, flat)
+    for name, cls in nested.items():
+        if name in data:
+            setattr(cfg, name, config_from_dict(cls, data[name]))
+    return cfg
+
+
+class WorldModel(nn.Module):
+    """p(x_{t+1} | x_{t-k+1..t}, a_{t-k+1..t}) by diffusion, plus r_t and terminated_t."""
+
+    def __init__(self, config: WorldConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.denoiser = Denoiser(config)
+        self.reward_model = RewardModel(config)
+        self.sampler = DiffusionSampler(self.denoiser, config.sampler)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """batch: obs uint8 [B,k+1,H,W,C] (or float [B,k+1,C,H,W] in [-1,1]), action long [B,k],
+        reward/terminated [B,k]. Returns the summed loss and per-part metrics."""
+        obs = batch["obs"]
+        if obs.dtype == torch.uint8:
+            obs = frames_to_float(obs)
+        k = self.config.num_context
+        if obs.shape[1] != k + 1:
+            raise MetabonkError(f"world model batch needs {k + 1} frames per window, got {obs.shape[1]}")
+        b = {**batch, "obs": obs}
+        d_loss, metrics = self.denoiser(b)
+        loss = d_loss
+        if "reward" in batch and "terminated" in batch:
+            r_loss, r_metrics = self.reward_model(b)
+            loss = loss + self.config.reward_loss_weight * r_loss
+            metrics.update(r_metrics)
+        metrics["loss/total"] = float(loss.detach())
+        return loss, metrics
+
+    def save(
+        self,
+        path: str | Path,
+        meta: dict[str, Any] | None = None,
+        trainer_state: dict[str, Any] | None = None,
+    ) -> Path:
+        return save_checkpoint(path, self, self.config, KIND, meta=meta, trainer_state=trainer_state)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+        doc = read_config(path, kind=KIND)
+        model = cls(world_config_from_dict(doc["config"]))
+        load_weights(path, model, device="cpu")
+        return model.to(device).eval()
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The free-form meta of a world checkpoint (data path, steps trained, action source...)."""
+    return dict(read_config(path, kind=KIND).get("meta", {}))
