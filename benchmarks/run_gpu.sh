@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One GPU session's measurements (env and policy benchmarks) on a machine that has torch but not
+# the rest of MetaBonk's dependencies: pure-Python wheels travel in .whl/ (see docs/benchmarks.md).
+set -uo pipefail
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+OUT=${OUT:-benchmarks/results}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+python3 - <<PY
+from metabonk.bench.env import run_env_bench
+run_env_bench(device="cuda", batches=[1, 1024, 8192, 65536, 131072], seconds=1.0, repeats=3,
+              references=False, json_path="$OUT/env-h100.json")
+PY
+python3 - <<PY
+from metabonk.bench.policy import BenchArgs, main
+main(BenchArgs(device="cuda", json_path="$OUT/policy-h100.json"))
+PY
+# World model speed: python3 -m metabonk.world.arena_gpu / metabonk.bench.world (see docs/world.md).
