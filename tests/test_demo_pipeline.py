@@ -23,8 +23,15 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path) -> None:
              "dream.gif")
     for part in parts:
         assert part in text
-    for f in ("curves.png", "agent.gif", "dream.gif"):
-        assert (run / "report" / f).stat().st_size > 1000
+    from PIL import Image
+
+    assert (run / "report" / "curves.png").stat().st_size > 1000
+    # Pillow folds identical consecutive frames into one (a barely trained tiny agent may stand still),
+    # so the agent GIF is checked as a readable image; the dream GIF must animate.
+    with Image.open(run / "report" / "agent.gif") as gif:
+        assert gif.format == "GIF" and gif.size[0] >= 32
+    with Image.open(run / "report" / "dream.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames > 1
     names = stage_names(get_preset("tiny"))
     done = {s: (run / s / "done.json") for s in names}
     assert all(f.is_file() for f in done.values())
