@@ -1,0 +1,248 @@
+"""The card-choice experiment: same scripted movement in Arena, cards chosen by random / rule prior /
+reflected playbook (several rounds) / the LLM planner with playbook; survival and level with 95 % CIs."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metabonk.common.logging import ScalarLogger, progress_bar
+from metabonk.common.results import write_result
+from metabonk.planner.summary import GameSummary
+
+ARENA_OVERRIDES: dict[str, Any] = {"stage_steps": 1500, "xp_base": 1.0, "xp_growth": 0.5}
+"""A shorter stage with faster levels, so each run has ~10 card decisions."""
+
+Picker = Callable[[GameSummary, list[str], int], int]
+"""(summary, offered upgrade names, game row) -> chosen index."""
+
+
+@dataclass
+class ExperimentConfig:
+    seeds: int = 16
+    rounds: int = 3
+    seed: int = 1000
+    llm_url: str | None = None
+    llm_model: str = "default"
+    samples: int = 3
+    n_threads: int = 2
+    stage_s: float | None = None
+    use_llm: bool = True
+    logdir: str | None = None
+
+
+def _summaries(state: np.ndarray, lay: dict[str, tuple[int, int]], cfg: Any) -> list[GameSummary]:
+    from metabonk.envs.arena import UPGRADES
+
+    p0, u0, e0, w0 = lay["player"][0], lay["upgrades"][0], lay["enemies"][0], lay["wave"][0]
+    out = []
+    for row in state:
+        en = row[e0 : lay["enemies"][1]].reshape(-1, 7)
+        near = int(((en[:, 6] > 0.5) & (en[:, 2] * cfg.view_size < 6.0)).sum())
+        build = {u: round(row[u0 + i] * 5) for i, u in enumerate(UPGRADES) if row[u0 + i] > 0}
+        max_hp = float(row[p0 + 5] * 100)
+        out.append(
+            GameSummary(
+                hp=float(row[p0 + 4]) * max_hp,
+                max_hp=max_hp,
+                level=round(row[p0 + 8] * 20),
+                time_s=float(row[p0 + 11]) * cfg.stage_steps / 60,
+                time_limit_s=cfg.stage_steps / 60,
+                build=build,
+                enemies_near=near,
+                boss=bool(row[w0 + 1] > 0.5),
+            )
+        )
+    return out
+
+
+def run_games(pick: Picker, n: int, seed: int, overrides: dict[str, Any]) -> list[Any]:
+    """Play n Arena games (one batch) with the scripted expert moving and `pick` choosing cards."""
+    from metabonk.envs.arena import UPGRADES, ScriptedExpert, make_arena_env, state_layout
+    from metabonk.planner.reflect import EpisodeStats
+
+    env = make_arena_env(n, seed=seed, pixels=False, **overrides)
+    lay, cfg = state_layout(env.config), env.config
+    chosen: dict[tuple[int, int, tuple[int, ...]], int] = {}
+    picks: list[list[str]] = [[] for _ in range(n)]
+    done = np.zeros(n, bool)
+
+    def chooser(cards: np.ndarray, st: np.ndarray) -> np.ndarray:
+        out = np.zeros(cards.shape[0], np.int64)
+        menu = st[:, lay["player"][0] + 12] > 0.5
+        summaries = None
+        for i in np.flatnonzero(menu & ~done):
+            key = (int(i), round(st[i, lay["player"][0] + 8] * 20), tuple(int(c) for c in cards[i]))
+            if key not in chosen:
+                summaries = summaries or _summaries(st, lay, cfg)
+                names = [UPGRADES[c] for c in cards[i]]
+                chosen[key] = pick(summaries[i], names, int(i))
+                picks[i].append(names[chosen[key]])
+            out[i] = chosen[key]
+        return out
+
+    policy = ScriptedExpert(cfg, card_chooser=chooser)
+    obs, info = env.reset(seed=seed)
+    stats: list[Any] = [None] * n
+    p0 = lay["player"][0]
+    while not done.all():
+        obs, _, term, trunc, info = env.step(policy(obs, info))
+        end = (term | trunc) & ~done
+        for i in np.flatnonzero(end):
+            row = info["final_obs"]["state"][i]
+            stats[i] = EpisodeStats(
+                seed=seed * 1000 + int(i),
+                survived_s=float(row[p0 + 11]) * cfg.stage_steps / 60,
+                time_limit_s=cfg.stage_steps / 60,
+                died=bool(term[i]),
+                level=round(row[p0 + 8] * 20),
+                picks=list(picks[i]),
+            )
+        done |= end
+    return stats
+
+
+def ci95(x: list[float]) -> dict[str, float]:
+    a = np.asarray(x, dtype=np.float64)
+    half = 1.96 * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else float("nan")
+    return {"mean": float(a.mean()), "ci95": float(half), "n": len(a)}
+
+
+def summarize(stats: list[Any], base: list[Any] | None = None) -> dict[str, Any]:
+    out = {
+        "survival": ci95([s.survival for s in stats]),
+        "level": ci95([float(s.level) for s in stats]),
+        "died_frac": float(np.mean([s.died for s in stats])),
+    }
+    if base is not None:
+        out["survival_minus_random"] = ci95(
+            [s.survival - b.survival for s, b in zip(stats, base, strict=True)]
+        )
+        out["level_minus_random"] = ci95([float(s.level - b.level) for s, b in zip(stats, base, strict=True)])
+    return out
+
+
+def run_experiment(cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
+    from metabonk.planner.playbook import PlaybookStore
+    from metabonk.planner.reflect import Curator, Reflector
+    from metabonk.planner.rules import rule_card
+
+    overrides = dict(ARENA_OVERRIDES)
+    if cfg.stage_s is not None:
+        overrides["stage_steps"] = round(cfg.stage_s * 60)
+    n, seed = cfg.seeds, cfg.seed
+    logger = ScalarLogger(cfg.logdir)
+    figures: dict[str, Any] = {"config": asdict(cfg), "arena_overrides": overrides, "conditions": {}}
+    runs = 2 + cfg.rounds + (1 if cfg.use_llm else 0)
+    t_start = time.time()
+    with progress_bar("planner eval", total=runs) as advance:
+        rng = np.random.default_rng(cfg.seed)
+        base = run_games(lambda s, o, i: int(rng.integers(len(o))), n, seed, overrides)
+        figures["conditions"]["random"] = summarize(base)
+        advance(status="random")
+        rule = run_games(lambda s, o, i: rule_card(o, s, []), n, seed, overrides)
+        figures["conditions"]["rule_prior"] = summarize(rule, base)
+        advance(status="rule prior")
+
+        db = Path("runs/planner/eval-playbook.sqlite")
+        db.parent.mkdir(parents=True, exist_ok=True)
+        db.unlink(missing_ok=True)
+        store = PlaybookStore(db)
+        reflector, curator = Reflector(), Curator(store, max_entries=16)
+        rounds = []
+        for r in range(cfg.rounds):
+            entries = store.entries()
+            stats = run_games(
+                lambda s, o, i, e=entries: rule_card(o, s, e, use_prior=False), n, seed, overrides
+            )
+            rounds.append({"round": r, "playbook_version": store.head, **summarize(stats, base)})
+            logger.log(r, **{"playbook/survival": rounds[-1]["survival"]["mean"]})
+            for s, b in zip(stats, base, strict=True):  # paired credit: same seed with random cards
+                curator.update(s, reflector.reflect(s, baseline=b.survival))
+            advance(status=f"playbook round {r}")
+        figures["conditions"]["playbook_rule_rounds"] = rounds
+        figures["playbook_final_version"] = store.head
+        if cfg.use_llm:
+            figures["conditions"]["llm_playbook"] = _llm_condition(cfg, store, n, seed, overrides, base)
+            advance(status="llm")
+    figures["wall_s"] = time.time() - t_start
+    logger.close()
+    write_result(out, figures)
+    return figures
+
+
+def _llm_condition(
+    cfg: ExperimentConfig, store: Any, n: int, seed: int, overrides: dict[str, Any], base: list[Any]
+) -> dict[str, Any]:
+    from metabonk.planner.llm_client import make_client
+    from metabonk.planner.planner import Planner, PlannerConfig
+    from metabonk.planner.retrieval import Retriever
+
+    client = make_client(cfg.llm_url, model=cfg.llm_model, n_threads=cfg.n_threads)
+    planner = Planner(client, store=store, retriever=Retriever(), config=PlannerConfig(samples=cfg.samples))
+    rng = np.random.default_rng(cfg.seed + 1)
+    valid: list[bool] = []
+
+    def pick(s: GameSummary, o: list[str], i: int) -> int:
+        d = planner.choose_card(s, o, route="direct", fallback=int(rng.integers(len(o))))
+        valid.append(0 <= d.index < len(o) and o[d.index] == d.value)
+        return d.index
+
+    stats = run_games(pick, n, seed, overrides)
+    lat = np.asarray(planner.latencies, dtype=np.float64)
+    c = planner.counts
+    res = summarize(stats, base)
+    res.update(
+        {
+            "client": client.name,
+            "decisions": int(c["decisions"]),
+            "from_llm": int(c["card_llm"]),
+            "fallbacks": int(c["fallbacks"]),
+            "invalid_answers": int(c["invalid_answers"]),
+            "failed_calls": int(c["failed_calls"]),
+            "schema_valid_after_fallback_frac": float(np.mean(valid)) if valid else 1.0,
+            "latency_p50_s": float(np.percentile(lat, 50)),
+            "latency_p99_s": float(np.percentile(lat, 99)),
+            "samples_per_decision": cfg.samples,
+        }
+    )
+    return res
+
+
+def print_report(figures: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="card choices in Arena (scripted movement), mean ± 95% CI")
+    for col in ("condition", "survival", "level", "Δsurvival vs random", "died"):
+        t.add_column(col)
+
+    def row(name: str, d: dict[str, Any]) -> None:
+        diff = d.get("survival_minus_random")
+        t.add_row(
+            name,
+            f"{d['survival']['mean']:.3f} ± {d['survival']['ci95']:.3f}",
+            f"{d['level']['mean']:.2f} ± {d['level']['ci95']:.2f}",
+            f"{diff['mean']:+.3f} ± {diff['ci95']:.3f}" if diff else "-",
+            f"{d['died_frac']:.2f}",
+        )
+
+    conds = figures["conditions"]
+    row("random", conds["random"])
+    row("rule prior", conds["rule_prior"])
+    for r in conds["playbook_rule_rounds"]:
+        row(f"playbook round {r['round']} (v{r['playbook_version']})", r)
+    if "llm_playbook" in conds:
+        llm = conds["llm_playbook"]
+        row("LLM + playbook", llm)
+        t.caption = (
+            f"LLM: {llm['decisions']} decisions, {llm['fallbacks']} fallbacks, latency p50 "
+            f"{llm['latency_p50_s']:.2f}s p99 {llm['latency_p99_s']:.2f}s"
+        )
+    Console().print(t)

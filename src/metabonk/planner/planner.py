@@ -1,0 +1,244 @@
+"""System 2 decisions: level-up cards and intents from a state summary, retrieved playbook and a chosen route.
+
+Every decision comes back schema-valid: an answer that is malformed, fails or is late is replaced by the
+fallback (the last intent, or the policy's own card) and counted in `Planner.counts`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from metabonk.common.intents import DEFAULT_INTENT, INTENTS
+from metabonk.planner.consistency import majority
+from metabonk.planner.llm_client import ChatClient, LLMError, Message
+from metabonk.planner.playbook import Entry, PlaybookStore
+from metabonk.planner.retrieval import Retriever
+from metabonk.planner.rules import rule_card, rule_intent
+from metabonk.planner.schema import InvalidAnswer, card_schema, intent_schema, parse_answer
+from metabonk.planner.summary import GameSummary
+
+SYSTEM_PROMPT = (
+    "You are the strategist of a survivors-like arena game. The player moves; weapons fire by "
+    "themselves. Goal: survive until the timer ends. Use the playbook. Reply with JSON only."
+)
+
+
+@dataclass
+class PlannerConfig:
+    """Knobs of the System 2 planner."""
+
+    samples: int = 3
+    """Self-consistency votes for decisions that matter (card choice, boss fight); 1 disables voting."""
+    temperature: float = 0.7
+    """Sampling temperature when voting (a single sample is greedy)."""
+    top_k: int = 4
+    """Playbook entries + reflections retrieved into the prompt."""
+    max_tokens_direct: int = 16
+    max_tokens_cot: int = 96
+    timeout_s: float = 5.0
+    """Wall-clock budget of one decision; later answers count as late (enforced by the async controller)."""
+    seed: int = 0
+
+
+@dataclass
+class Decision:
+    """A schema-valid decision and how it was reached."""
+
+    kind: str  # "card" | "intent"
+    value: str  # card name or intent name
+    index: int  # card index among the options, or intent id
+    route: str  # "direct" | "cot" | "rule"
+    source: str  # "llm" | "rule" | "fallback"
+    latency_s: float = 0.0
+    agreement: float = 1.0
+    error: str | None = None
+    retrieved: list[str] = field(default_factory=list)
+
+
+class Planner:
+    """Turns summaries into decisions with an LLM (direct or step-by-step) or the rule route."""
+
+    def __init__(
+        self,
+        client: ChatClient | None,
+        store: PlaybookStore | None = None,
+        retriever: Retriever | None = None,
+        config: PlannerConfig | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.retriever = retriever
+        self.config = config or PlannerConfig()
+        self.counts: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    # ---- context
+    def playbook(self) -> list[Entry]:
+        return self.store.entries() if self.store is not None else []
+
+    def context(self, query: str) -> list[Entry]:
+        """Top-k playbook entries and reflections for `query` (best by score when there is no retriever)."""
+        entries = self.playbook()
+        if self.store is not None:
+            entries = entries + self.store.reflections(last=16)
+        k = self.config.top_k
+        if self.retriever is None or len(entries) <= k:
+            return sorted(entries, key=lambda e: -e.score)[:k]
+        return self.retriever.top_k(query, entries, k)
+
+    # ---- decisions
+    def choose_card(
+        self, summary: GameSummary, options: list[str], route: str = "direct", fallback: int = 0
+    ) -> Decision:
+        """Pick one of `options` (upgrade names); `fallback` is the policy's own pick."""
+        t0 = time.perf_counter()
+        if route == "rule" or self.client is None:
+            i = rule_card(options, summary, self.playbook())
+            return self._done(Decision("card", options[i], i, "rule", "rule"), t0)
+        query = f"level-up card choice: {', '.join(options)}. {summary.text()}"
+        ctx = self.context(query)
+        cot = route == "cot"
+        ask = (
+            f"State: {summary.text()}\nPlaybook:\n{_bullets(ctx)}\nCards offered: {', '.join(options)}.\n"
+            + (
+                "Think briefly, then pick the card that best helps survival."
+                if cot
+                else "Pick the card that best helps survival."
+            )
+        )
+        schema = card_schema(options, reasoning=cot)
+        answers, err = self._ask(ask, schema, cot, self.config.samples)
+        if not answers:
+            i = max(0, min(fallback, len(options) - 1))
+            return self._done(
+                Decision("card", options[i], i, route, "fallback", error=err, retrieved=[e.id for e in ctx]),
+                t0,
+            )
+        card, agree = majority([a["card"] for a in answers])
+        return self._done(
+            Decision(
+                "card",
+                card,
+                options.index(card),
+                route,
+                "llm",
+                agreement=agree,
+                error=err,
+                retrieved=[e.id for e in ctx],
+            ),
+            t0,
+        )
+
+    def choose_intent(
+        self, summary: GameSummary, route: str = "direct", last: str = DEFAULT_INTENT
+    ) -> Decision:
+        """An intent for System 1; votes only when a boss is present (the decision that matters)."""
+        t0 = time.perf_counter()
+        if route == "rule" or self.client is None:
+            name = rule_intent(summary)
+            return self._done(Decision("intent", name, INTENTS.index(name), "rule", "rule"), t0)
+        query = f"intent for the current situation: threat {summary.threat()}, {summary.text()}"
+        ctx = self.context(query)
+        cot = route == "cot"
+        ask = (
+            f"State: {summary.text()}\nPlaybook:\n{_bullets(ctx)}\nIntents: {', '.join(INTENTS)}.\n"
+            "Which intent should the player follow now?"
+        )
+        samples = self.config.samples if summary.boss else 1
+        answers, err = self._ask(ask, intent_schema(reasoning=cot), cot, samples)
+        if not answers:
+            name = last if last in INTENTS else DEFAULT_INTENT
+            return self._done(
+                Decision(
+                    "intent",
+                    name,
+                    INTENTS.index(name),
+                    route,
+                    "fallback",
+                    error=err,
+                    retrieved=[e.id for e in ctx],
+                ),
+                t0,
+            )
+        name, agree = majority([a["intent"] for a in answers])
+        return self._done(
+            Decision(
+                "intent",
+                name,
+                INTENTS.index(name),
+                route,
+                "llm",
+                agreement=agree,
+                error=err,
+                retrieved=[e.id for e in ctx],
+            ),
+            t0,
+        )
+
+    def record_late(self, decision_kind: str) -> None:
+        """Called by the async controller when an answer missed its deadline and the fallback was used."""
+        with self._lock:
+            self.counts["late"] += 1
+            self.counts[f"late_{decision_kind}"] += 1
+
+    # ---- internals
+    def _ask(
+        self, ask: str, schema: dict[str, Any], cot: bool, samples: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        assert self.client is not None
+        messages: list[Message] = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": ask},
+        ]
+        max_tokens = self.config.max_tokens_cot if cot else self.config.max_tokens_direct
+        answers: list[dict[str, Any]] = []
+        err: str | None = None
+        for _ in range(max(1, samples)):
+            with self._lock:
+                self._calls += 1
+                seed = self.config.seed + self._calls
+                self.counts["llm_calls"] += 1
+            temperature = self.config.temperature if samples > 1 else 0.0
+            try:
+                text = self.client.chat(
+                    messages,
+                    schema=schema,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    timeout_s=self.config.timeout_s,
+                )
+                answers.append(parse_answer(text, schema))
+                self._count("valid_answers")
+            except InvalidAnswer as e:
+                err = str(e)
+                self._count("invalid_answers")
+            except LLMError as e:
+                err = str(e)
+                self._count("failed_calls")
+                break  # a dead endpoint will not recover within this decision
+        return answers, err
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+
+    def _done(self, d: Decision, t0: float) -> Decision:
+        d.latency_s = time.perf_counter() - t0
+        with self._lock:
+            self.counts["decisions"] += 1
+            self.counts[f"{d.kind}_{d.source}"] += 1
+            if d.source == "fallback":
+                self.counts["fallbacks"] += 1
+            self.latencies.append(d.latency_s)
+        return d
+
+
+def _bullets(entries: list[Entry]) -> str:
+    return "\n".join(f"- {e.text}" for e in entries) or "- (empty)"
