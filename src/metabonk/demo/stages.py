@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from metabonk.common.errors import MetabonkError
 from metabonk.common.logging import console
 from metabonk.demo.presets import DemoPreset
@@ -111,35 +109,10 @@ def _latent_train_config(ctx: DemoContext, steps: int, batch: int) -> Any:
                        quiet=ctx.quiet, save_every=max(steps // 4, 1))
 
 
-def label_store(idm_path: Path, store_dir: Path, device: str, chunk: int = 512) -> dict[str, float]:
-    """Write the IDM's action_idm / action_idm_conf into every episode of `store_dir`."""
-    import torch
-
-    from metabonk.data.store import EpisodeStore
-    from metabonk.latent.idm import InverseDynamicsModel
-
-    idm = InverseDynamicsModel.load(idm_path, device)
-    store = EpisodeStore.open(store_dir)
-    confs = []
-    for i in range(len(store)):
-        obs = torch.as_tensor(store.episode(i, ["obs"])["obs"])
-        acts, conf = [], []
-        for s in range(0, obs.shape[0] - 1, chunk):
-            lo = max(0, s - idm.config.context)  # carry the IDM's past-frame context into each chunk
-            pred = idm.predict(obs[lo : s + chunk + 1])
-            acts.append(pred["action"][s - lo :].cpu())
-            conf.append(pred["confidence"][s - lo :].cpu())
-        a = torch.cat(acts).numpy().astype(np.int64)
-        c = torch.cat(conf).numpy().astype(np.float32)
-        store.update_episode(i, {"action_idm": a, "action_idm_conf": c})
-        confs.append(c)
-    allc = np.concatenate(confs)
-    return {"episodes": len(store), "mean_confidence": float(allc.mean())}
-
-
 def stage_latent(ctx: DemoContext) -> dict[str, Any]:
     """Train the latent action model on the video, the IDM on the labelled set, and label the video."""
     from metabonk.latent.data import load_transitions
+    from metabonk.latent.label import label_store
     from metabonk.latent.train import train_idm, train_lam
 
     p, d = ctx.preset, ctx.dir("latent")
@@ -153,7 +126,7 @@ def stage_latent(ctx: DemoContext) -> dict[str, Any]:
     train_idm(labelled, d / "idm", _latent_train_config(ctx, p.idm_steps, p.latent_batch), labelled=0,
               model_cfg=_idm_config(p), logdir=d / "idm.tb")
     idm_acc = _idm_accuracy(d / "idm", ctx)
-    lab = label_store(d / "idm", ctx.video, ctx.device)
+    lab = label_store(d / "idm", ctx.video, ctx.device, quiet=ctx.quiet)
     return {"lam": str(d / "lam"), "idm": str(d / "idm"), "idm_holdout": idm_acc, "labelling": lab,
             "seconds": time.time() - t0}
 
