@@ -146,3 +146,19 @@ def _open(db: Path):
     if not Path(db).is_file():
         raise MetabonkError(f"no playbook database at {db} (pass --db PATH)")
     return PlaybookStore(db)
+
+
+@bench_app.command("planner-latency")
+def bench_planner_latency(
+    decisions: Annotated[int, typer.Option(help="Card decisions (and as many intent decisions).")] = 30,
+    samples: Annotated[int, typer.Option(help="Self-consistency votes per card choice.")] = 1,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedded model.")] = 2,
+    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint; default: embedded SmolLM2.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Result JSON.")] = None,
+) -> None:
+    """System 2 decision latency (p50/p99) and the share of raw LLM answers that pass schema validation."""
+    from metabonk.bench.planner_latency import run_latency_bench
+
+    if decisions < 1:
+        raise MetabonkError("--decisions must be at least 1")
+    run_latency_bench(decisions=decisions, samples=samples, threads=threads, llm_url=llm_url, json_path=json_path)
