@@ -1,4 +1,5 @@
-"""CLI verbs of the policy area: `train policy`, `eval` of "policy" checkpoints, `bench policy`."""
+"""CLI verbs of the policy area: `train policy`, `eval` of "policy" checkpoints, `bench policy`,
+`play agent` (System 1 with System 2)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metabonk.cli.app import EvalOptions, bench_app, register_eval, train_app
+from metabonk.cli.app import EvalOptions, bench_app, play_app, register_eval, train_app
 from metabonk.common.errors import MetabonkError
 
 
@@ -126,3 +127,63 @@ def bench_policy_cmd(
                           json_path=str(json_path) if json_path else None))
     typer.echo(f"wrote {path}")
 
+
+
+@play_app.command("agent")
+def play_agent_cmd(
+    ckpt: Annotated[Path, typer.Argument(help="Policy checkpoint directory.")],
+    planner: Annotated[str, typer.Option(help="System 2: none | rule | llm.")] = "rule",
+    llm_url: Annotated[str | None, typer.Option(
+        help="OpenAI-compatible API base for --planner llm (default: the embedded SmolLM2).")] = None,
+    episodes: Annotated[int, typer.Option(help="Episodes (seeds seed, seed+1, ...).")] = 1,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    max_steps: Annotated[int, typer.Option(help="Step cap per episode.")] = 10_000,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
+) -> None:
+    """Play Arena with the policy (System 1) and the async planner (System 2) together."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from metabonk.common.device import resolve_device
+    from metabonk.common.results import write_result
+    from metabonk.controller import run_two_systems
+    from metabonk.planner.controller import AsyncPlanner
+    from metabonk.planner.planner import Planner
+    from metabonk.policy.agent import Agent
+
+    if planner not in ("none", "rule", "llm"):
+        raise MetabonkError(f"unknown --planner '{planner}' (choose none, rule or llm)")
+    if episodes < 1 or max_steps < 1:
+        raise MetabonkError("--episodes and --max-steps must be ≥ 1")
+    _one_cpu_thread(device)
+    dev = resolve_device(device)
+    agent = Agent.load(ckpt, dev)
+    system2: AsyncPlanner | None = None
+    if planner == "rule":
+        system2 = AsyncPlanner(Planner(None), route="rule")
+    elif planner == "llm":
+        from metabonk.planner.llm_client import make_client
+
+        system2 = AsyncPlanner(Planner(make_client(llm_url)), route="direct")
+    res = run_two_systems(agent, system2, episodes=episodes, seed=seed, max_steps=max_steps, device=dev)
+    res.update(checkpoint=str(ckpt), planner=planner)
+    table = Table(title=f"arena, System 1 + System 2 ({planner}): {episodes} episode(s) from seed {seed}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("survival (steps) per episode", ", ".join(str(s) for s in res["survival"])),
+        ("return per episode", ", ".join(f"{r:.2f}" for r in res["returns"])),
+        ("ticks", str(res["ticks"])),
+        ("intents applied (of them fallbacks)", f"{res['intents_applied']} ({res['intent_fallbacks']})"),
+        ("level-up menus", str(res["menus"])),
+        ("cards by System 2 / policy", f"{res['cards_system2']} / {res['cards_policy']}"),
+        ("card fallbacks", str(res["card_fallbacks"])),
+        ("System 1 tick p50 / p99 (ms)", f"{res['system1_ms_p50']:.2f} / {res['system1_ms_p99']:.2f}"),
+        ("whole tick p50 / p99 (ms)", f"{res['tick_ms_p50']:.2f} / {res['tick_ms_p99']:.2f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console(soft_wrap=True).print(table)
+    if json_path is not None:
+        write_result(json_path, res, dev)

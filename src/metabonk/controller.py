@@ -1,0 +1,247 @@
+"""The two-speed controller: System 1 (the recurrent policy) acts every tick; System 2 (the async planner)
+sets its intent and chooses level-up cards without ever making System 1 wait.
+
+Each tick the controller builds a `GameSummary` from Arena's state (the helper of the card experiment),
+polls `AsyncPlanner.tick` for the current intent and passes it to `Agent.act`. When the level-up menu
+opens it asks System 2 for a card (the policy's own pick as fallback) and, while the game is paused,
+sends no-op moves until the answer lands; after `card_wait_ticks` the policy picks instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+
+from metabonk.common.intents import INTENTS
+from metabonk.planner.controller import AsyncPlanner
+from metabonk.planner.experiment import _summaries
+from metabonk.planner.summary import GameSummary
+from metabonk.policy.agent import Agent, obs_to_torch
+
+WAIT_ACTION = 0
+"""A movement action (stand); it does nothing while the menu is open, so it waits for System 2."""
+
+
+class TwoSystemController:
+    """Plays a single-env (num_envs=1) Arena vector env with an Agent and an optional AsyncPlanner."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        planner: AsyncPlanner | None,
+        device: torch.device | str = "cpu",
+        greedy: bool = True,
+        seconds_per_tick: float = 1.0 / 60.0,
+        card_wait_ticks: int = 30,
+    ) -> None:
+        self.agent = agent.eval()
+        self.planner = planner
+        self.device = torch.device(device)
+        self.greedy = greedy
+        self.seconds_per_tick = seconds_per_tick
+        self.card_wait_ticks = card_wait_ticks
+        self.counts: Counter[str] = Counter()
+        self.intent_ticks: Counter[str] = Counter()
+        self.tick_s: list[float] = []  # wall time of each whole tick (summary, planner poll, System 1)
+        self.system1_s: list[float] = []  # wall time of each System 1 step alone (`Agent.act`)
+        self.picks: list[dict[str, Any]] = []
+        self.intent: int | None = None
+        self.hidden = torch.zeros(0)
+        self._layout: dict[str, tuple[int, int]] = {}
+        self._cfg: Any = None
+        self._seen = self._wait_ticks = self._fallback = self._game_ticks = 0
+        self._menu_prev = self._waiting = self._sent_card = False
+        self._options: list[str] = []
+
+    def reset(self, env: Any) -> None:
+        """Start of an episode (and of the run): zero the hidden state and the menu bookkeeping."""
+        from metabonk.envs.arena import state_layout
+
+        if env.num_envs != 1:
+            raise ValueError(f"TwoSystemController drives one env, got num_envs={env.num_envs}")
+        self._cfg = env.config
+        self._layout = state_layout(env.config)
+        self.hidden = self.agent.initial_state(1, self.device)
+        self._menu_prev = self._waiting = self._sent_card = False
+        self._wait_ticks = self._game_ticks = 0
+        self.card_wait_ticks = max(1, min(self.card_wait_ticks, env.config.menu_timeout_steps - 2))
+
+    def summary(self, obs: dict[str, Any]) -> GameSummary:
+        return _summaries(np.asarray(obs["state"])[:1], self._layout, self._cfg)[0]
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        """One tick: actions [1] for the env."""
+        t0 = time.perf_counter()
+        self.counts["ticks"] += 1
+        menu = bool(np.asarray(info["menu_open"])[0])
+        summary = None
+        if self.planner is not None:
+            summary = self.summary(obs)
+            self.intent = self.planner.tick(self._game_ticks * self.seconds_per_tick, summary)
+            self._take_decisions()
+        if not menu:
+            self._game_ticks += 1  # the game is paused while the menu is open
+        self.intent_ticks[INTENTS[self.intent] if self.intent is not None else "default"] += 1
+        if self.planner is not None and not self._waiting and self.planner.card_pending():
+            if self.planner.card_result() is not None:  # an answer after the policy chose: dropped
+                self.counts["late_cards"] += 1
+        res = self._card_answer() if menu and self._waiting else None
+        override = -1 if res is None else res
+        action = self._system1(obs, info, menu, override)
+        if menu and not self._waiting and (not self._menu_prev or self._sent_card):
+            self.counts["menus"] += 1  # a new menu (or the next one of queued level-ups)
+            if self.planner is not None and summary is not None:
+                self._open_menu(info, summary, action)
+            else:
+                self._options = self._names(info)
+                self._record_pick(int(action[0]) - self.agent.cfg.move_actions, "policy")
+        elif menu and self._waiting and override < 0:
+            self._wait_ticks += 1
+            if self._wait_ticks >= self.card_wait_ticks:  # no answer in time: the policy chooses
+                self._waiting = False
+                self._record_pick(int(action[0]) - self.agent.cfg.move_actions, "policy_timeout")
+            else:
+                action[:] = WAIT_ACTION
+        self._waiting = self._waiting and menu and override < 0
+        self._sent_card = menu and int(action[0]) >= self.agent.cfg.move_actions
+        self._menu_prev = menu
+        self.tick_s.append(time.perf_counter() - t0)
+        return action
+
+    def _system1(self, obs: dict[str, Any], info: dict[str, Any], menu: bool, override: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        t_obs = obs_to_torch(obs, info, self.device)
+        menu_t = torch.tensor([menu], device=self.device)
+        card = torch.tensor([override], device=self.device)
+        action, self.hidden, _ = self.agent.act(
+            t_obs, self.hidden, self.intent, menu_t, greedy=self.greedy, card_override=card
+        )
+        out = action.cpu().numpy().astype(np.int64)
+        self.system1_s.append(time.perf_counter() - t0)
+        return out
+
+    @staticmethod
+    def _names(info: dict[str, Any]) -> list[str]:
+        from metabonk.envs.arena import UPGRADES
+
+        return [UPGRADES[int(c)] for c in np.asarray(info["card_options"])[0]]
+
+    def _open_menu(self, info: dict[str, Any], summary: GameSummary, action: np.ndarray) -> None:
+        assert self.planner is not None
+        options = self._names(info)
+        self._fallback = max(0, int(action[0]) - self.agent.cfg.move_actions)
+        self.planner.request_card(summary, options, self._fallback)
+        self._waiting, self._wait_ticks, self._options = True, 0, options
+        action[:] = WAIT_ACTION  # System 2's answer is read on the next tick
+
+    def _card_answer(self) -> int | None:
+        """System 2's card once known; counts whether it came from System 2 or fell back to the policy."""
+        assert self.planner is not None
+        n = len(self.planner.decisions)
+        res = self.planner.card_result()
+        if res is None:
+            return None
+        new = [d for d in self.planner.decisions[n:] if d.kind == "card"]
+        by = "system2" if new and new[-1].source != "fallback" else "fallback"
+        self._record_pick(res, by)
+        self._seen = len(self.planner.decisions)
+        return res
+
+    def _record_pick(self, index: int, by: str) -> None:
+        self.counts[f"cards_{by}"] += 1
+        self.picks.append({"tick": self.counts["ticks"], "index": index, "by": by, "options": list(self._options)})
+
+    def _take_decisions(self) -> None:
+        """Count the intent answers System 2 delivered since the last tick (they reach System 1 now)."""
+        assert self.planner is not None
+        for d in self.planner.decisions[self._seen :]:
+            if d.kind == "intent":
+                self.counts["intents_applied"] += 1
+                if d.source == "fallback":
+                    self.counts["intent_fallbacks"] += 1
+        self._seen = len(self.planner.decisions)
+
+    def episode_done(self) -> None:
+        self._menu_prev = self._waiting = self._sent_card = False
+
+    def stats(self) -> dict[str, Any]:
+        tick = np.asarray(self.tick_s) * 1e3
+        s1 = np.asarray(self.system1_s) * 1e3
+        c = self.counts
+        out: dict[str, Any] = {
+            "ticks": int(c["ticks"]),
+            "menus": int(c["menus"]),
+            "intents_applied": int(c["intents_applied"]),
+            "intent_fallbacks": int(c["intent_fallbacks"]),
+            "cards_system2": int(c["cards_system2"]),
+            # the policy's own card: no planner, System 2 too slow (timeout) or failed (fallback)
+            "cards_policy": int(c["cards_policy"] + c["cards_policy_timeout"] + c["cards_fallback"]),
+            "card_fallbacks": int(c["cards_fallback"] + c["cards_policy_timeout"]),
+            "late_cards": int(c["late_cards"]),
+            "intent_ticks": dict(self.intent_ticks),
+        }
+        for name, x in (("tick", tick), ("system1", s1)):
+            out[f"{name}_ms_p50"] = float(np.percentile(x, 50)) if len(x) else 0.0
+            out[f"{name}_ms_p99"] = float(np.percentile(x, 99)) if len(x) else 0.0
+        if self.planner is not None:
+            out["planner_counts"] = {k: int(v) for k, v in self.planner.planner.counts.items()}
+        return out
+
+
+def run_two_systems(
+    agent: Agent,
+    planner: AsyncPlanner | None,
+    episodes: int = 1,
+    seed: int = 0,
+    max_steps: int = 10_000,
+    device: torch.device | str = "cpu",
+    greedy: bool = True,
+    env_overrides: dict[str, Any] | None = None,
+    controller: TwoSystemController | None = None,
+) -> dict[str, Any]:
+    """Play `episodes` Arena games (seeds seed, seed+1, ...) with both systems; per-episode scores + counters."""
+    from metabonk.envs.arena import UPGRADES, make_arena_env, state_layout
+
+    ctrl = controller or TwoSystemController(agent, planner, device, greedy=greedy)
+    env = make_arena_env(1, size=agent.cfg.image_size, seed=seed, **(env_overrides or {}))
+    u0 = state_layout(env.config)["upgrades"][0]
+    survival: list[int] = []
+    returns: list[float] = []
+    try:
+        for ep in range(episodes):
+            obs, info = env.reset(seed=seed + ep)
+            ctrl.reset(env)
+            ret, steps = 0.0, 0
+            for steps in range(1, max_steps + 1):  # noqa: B007  (steps is read after the loop)
+                action = ctrl.act(obs, info)
+                before = np.asarray(obs["state"])[0, u0 : u0 + len(UPGRADES)].copy()
+                obs, reward, term, trunc, info = env.step(action)
+                ret += float(np.asarray(reward)[0])
+                done = bool(np.asarray(term)[0] or np.asarray(trunc)[0])
+                k = int(action[0]) - agent.cfg.move_actions
+                if k >= 0 and ctrl.picks and "applied" not in ctrl.picks[-1] and not done:
+                    after = np.asarray(obs["state"])[0, u0 : u0 + len(UPGRADES)]
+                    name = ctrl.picks[-1]["options"][k]
+                    i = UPGRADES.index(name)
+                    ctrl.picks[-1]["sent"] = k
+                    ctrl.picks[-1]["applied"] = bool(round(after[i] * 5) > round(before[i] * 5))
+                if done:
+                    ctrl.episode_done()
+                    break
+            survival.append(steps)
+            returns.append(ret)
+    finally:
+        env.close()
+        if planner is not None:
+            planner.close()
+    res: dict[str, Any] = {"episodes": episodes, "seed": seed, "max_steps": max_steps}
+    res.update(survival=survival, returns=returns)
+    res["survival_mean"] = float(np.mean(survival)) if survival else 0.0
+    res["return_mean"] = float(np.mean(returns)) if returns else 0.0
+    res.update(ctrl.stats())
+    res["cards_applied"] = sum(1 for p in ctrl.picks if p.get("applied"))
+    return res

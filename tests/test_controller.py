@@ -1,0 +1,125 @@
+"""The two-speed controller: System 2's cards and intents reach System 1 and the env, a slow System 2 never
+blocks System 1's tick, and `metabonk play agent` runs end to end (and fails in one line on a bad path)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from metabonk.cli import app
+from metabonk.common.intents import INTENTS
+from metabonk.controller import TwoSystemController, run_two_systems
+from metabonk.planner.controller import AsyncPlanner
+from metabonk.planner.experiment import ARENA_OVERRIDES
+from metabonk.planner.planner import Planner, PlannerConfig
+from metabonk.policy.agent import Agent
+from metabonk.policy.config import PolicyConfig
+from tests.test_policy_helpers import one_thread  # noqa: F401  (autouse fixture)
+
+
+def tiny_agent(seed: int = 0) -> Agent:
+    torch.manual_seed(seed)
+    cfg = PolicyConfig(image_size=32, channels=(8, 8), feature_dim=32, hidden=16, intent_dim=4, head_hidden=16)
+    return Agent(cfg).eval()
+
+
+class FakeClient:
+    """A ChatClient answering a fixed intent and the last offered card, after `delay_s` of 'thinking'."""
+
+    name = "fake"
+
+    def __init__(self, intent: str = "fight_boss", delay_s: float = 0.0) -> None:
+        self.intent, self.delay_s, self.calls = intent, delay_s, 0
+
+    def chat(self, messages: Any, *, schema: dict[str, Any] | None = None, **_: Any) -> str:
+        self.calls += 1
+        time.sleep(self.delay_s)
+        assert schema is not None
+        if "intent" in schema["properties"]:
+            return json.dumps({"intent": self.intent})
+        return json.dumps({"card": schema["properties"]["card"]["enum"][-1]})
+
+
+def test_rule_planner_cards_reach_the_env() -> None:
+    agent = tiny_agent()
+    ap = AsyncPlanner(Planner(None), period_s=0.5, route="rule")
+    ctrl = TwoSystemController(agent, ap, greedy=False)
+    res = run_two_systems(agent, ap, episodes=1, seed=0, max_steps=300,
+                          env_overrides=ARENA_OVERRIDES, controller=ctrl)
+    assert res["ticks"] == sum(res["survival"]) and res["menus"] >= 1
+    assert res["cards_system2"] >= 1 and res["intents_applied"] >= 1
+    s2_picks = [p for p in ctrl.picks if p["by"] == "system2"]
+    s2_decisions = [d for d in ap.decisions if d.kind == "card" and d.source == "rule"]
+    assert len(s2_picks) == res["cards_system2"] <= len(s2_decisions)
+    for pick, d in zip(s2_picks, s2_decisions, strict=False):
+        assert pick["index"] == d.index and pick["options"][d.index] == d.value  # the planner's card ...
+        if "applied" in pick:  # ... was the action sent, and the env's build counted that upgrade
+            assert pick["sent"] == d.index and pick["applied"]
+    assert res["cards_applied"] >= 1
+    assert res["tick_ms_p50"] > 0 and res["system1_ms_p99"] >= res["system1_ms_p50"]
+
+
+def test_planner_intent_reaches_the_agent() -> None:
+    agent = tiny_agent()
+    seen: list[Any] = []
+    act = agent.act
+
+    def spy(obs: Any, hidden: Any, intent: Any = None, *args: Any, **kw: Any) -> Any:
+        seen.append(intent)
+        return act(obs, hidden, intent, *args, **kw)
+
+    agent.act = spy  # type: ignore[method-assign]
+    ap = AsyncPlanner(Planner(FakeClient("fight_boss"), config=PlannerConfig(samples=1)), period_s=0.2)
+    ctrl = TwoSystemController(agent, ap, greedy=False)
+    res = run_two_systems(agent, ap, episodes=1, seed=1, max_steps=120, controller=ctrl)
+    want = INTENTS.index("fight_boss")
+    assert res["intents_applied"] >= 1 and res["intent_ticks"].get("fight_boss", 0) > 0
+    assert seen[-1] == want and ctrl.intent == want
+    first = seen.index(want)
+    assert all(i == want for i in seen[first:])  # once System 2 answered, System 1 follows that intent
+
+
+def test_slow_system2_never_blocks_system1() -> None:
+    agent = tiny_agent()
+    client = FakeClient("kite", delay_s=0.5)
+    ap = AsyncPlanner(Planner(client, config=PlannerConfig(samples=1)), period_s=0.1)
+    ctrl = TwoSystemController(agent, ap, greedy=False)
+    res = run_two_systems(agent, ap, episodes=1, seed=0, max_steps=300, env_overrides=ARENA_OVERRIDES,
+                          controller=ctrl)
+    assert client.calls >= 2  # System 2 was busy (sleeping 0.5 s per call) while System 1 ran
+    assert res["ticks"] == sum(res["survival"]) == 300
+    assert res["tick_ms_p50"] < 50.0, res  # the whole tick, planner polling included
+    assert res["tick_ms_p99"] < 250.0, res  # far below one 0.5 s System 2 call
+    # menus that open while System 2 is slow are still resolved (System 2, or the policy after the wait)
+    assert res["menus"] >= 1 and len(ctrl.picks) >= res["menus"] - 1
+    assert all(p["applied"] for p in ctrl.picks if "applied" in p)
+
+
+def test_play_agent_cli(tmp_path: Path) -> None:
+    ckpt = tiny_agent().save(tmp_path / "policy")
+    out = tmp_path / "play.json"
+    result = CliRunner().invoke(
+        app, ["play", "agent", str(ckpt), "--planner", "rule", "--max-steps", "60", "--json", str(out)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "System 2" in result.output and "intents applied" in result.output
+    doc = json.loads(out.read_text())["results"]
+    assert doc["ticks"] == doc["survival"][0] and doc["planner"] == "rule"
+
+
+@pytest.mark.parametrize("args", [["play", "agent", "no/such/ckpt"]])
+def test_play_agent_bad_checkpoint_is_one_line_error(args: list[str]) -> None:
+    p = subprocess.run([sys.executable, "-c", "from metabonk.cli import main; main()", *args],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a MetaBonk checkpoint" in lines[0], p.stderr
