@@ -15,7 +15,7 @@ from tests.test_policy_helpers import one_thread  # noqa: F401  (autouse fixture
 def test_reduced_default_demo_survives_like_the_target(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the demo writes its tracked result under ./benchmarks/results
     preset = get_preset("default", video_episodes=8, lam_steps=200, idm_steps=500, world_steps=300,
-                        bc_steps=1200, dream_updates=10, eval_episodes=16, name="reduced")
+                        bc_steps=1200, dream_updates=10, eval_episodes=16).replace(name="reduced")
     run_demo(preset, device="cpu", root=tmp_path, name="slow")
     ev = json.loads((tmp_path / "slow" / "eval" / "done.json").read_text())["summary"]
     demo = ev["demo (BC + dream)"]
