@@ -18,7 +18,7 @@ import torch
 
 from metabonk.common.intents import INTENTS
 from metabonk.planner.controller import AsyncPlanner
-from metabonk.planner.experiment import _summaries
+from metabonk.planner.experiment import summaries_from_state
 from metabonk.planner.summary import GameSummary
 from metabonk.policy.agent import Agent, obs_to_torch
 
@@ -71,7 +71,7 @@ class TwoSystemController:
         self.card_wait_ticks = max(1, min(self.card_wait_ticks, env.config.menu_timeout_steps - 2))
 
     def summary(self, obs: dict[str, Any]) -> GameSummary:
-        return _summaries(np.asarray(obs["state"])[:1], self._layout, self._cfg)[0]
+        return summaries_from_state(np.asarray(obs["state"])[:1], self._layout, self._cfg)[0]
 
     def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
         """One tick: actions [1] for the env."""

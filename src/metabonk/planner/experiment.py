@@ -37,7 +37,7 @@ class ExperimentConfig:
     logdir: str | None = None
 
 
-def _summaries(state: np.ndarray, lay: dict[str, tuple[int, int]], cfg: Any) -> list[GameSummary]:
+def summaries_from_state(state: np.ndarray, lay: dict[str, tuple[int, int]], cfg: Any) -> list[GameSummary]:
     from metabonk.envs.arena import UPGRADES
 
     p0, u0, e0, w0 = lay["player"][0], lay["upgrades"][0], lay["enemies"][0], lay["wave"][0]
@@ -80,7 +80,7 @@ def run_games(pick: Picker, n: int, seed: int, overrides: dict[str, Any]) -> lis
         for i in np.flatnonzero(menu & ~done):
             key = (int(i), round(st[i, lay["player"][0] + 8] * 20), tuple(int(c) for c in cards[i]))
             if key not in chosen:
-                summaries = summaries or _summaries(st, lay, cfg)
+                summaries = summaries or summaries_from_state(st, lay, cfg)
                 names = [UPGRADES[c] for c in cards[i]]
                 chosen[key] = pick(summaries[i], names, int(i))
                 picks[i].append(names[chosen[key]])

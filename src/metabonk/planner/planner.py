@@ -114,26 +114,8 @@ class Planner:
         )
         schema = card_schema(options, reasoning=cot)
         answers, err = self._ask(ask, schema, cot, self.config.samples)
-        if not answers:
-            i = max(0, min(fallback, len(options) - 1))
-            return self._done(
-                Decision("card", options[i], i, route, "fallback", error=err, retrieved=[e.id for e in ctx]),
-                t0,
-            )
-        card, agree = majority([a["card"] for a in answers])
-        return self._done(
-            Decision(
-                "card",
-                card,
-                options.index(card),
-                route,
-                "llm",
-                agreement=agree,
-                error=err,
-                retrieved=[e.id for e in ctx],
-            ),
-            t0,
-        )
+        return self._vote("card", answers, err, options, route, ctx, t0,
+                          fallback=max(0, min(fallback, len(options) - 1)))
 
     def choose_intent(
         self, summary: GameSummary, route: str = "direct", last: str = DEFAULT_INTENT
@@ -152,34 +134,22 @@ class Planner:
         )
         samples = self.config.samples if summary.boss else 1
         answers, err = self._ask(ask, intent_schema(reasoning=cot), cot, samples)
+        fallback_name = last if last in INTENTS else DEFAULT_INTENT
+        return self._vote("intent", answers, err, list(INTENTS), route, ctx, t0,
+                          fallback=INTENTS.index(fallback_name))
+
+    def _vote(
+        self, kind: str, answers: list[dict[str, Any]], err: str | None, names: list[str],
+        route: str, ctx: list[Entry], t0: float, fallback: int,
+    ) -> Decision:
+        """Majority of the valid answers among `names`; the `fallback` index when no answer was valid."""
+        retrieved = [e.id for e in ctx]
         if not answers:
-            name = last if last in INTENTS else DEFAULT_INTENT
-            return self._done(
-                Decision(
-                    "intent",
-                    name,
-                    INTENTS.index(name),
-                    route,
-                    "fallback",
-                    error=err,
-                    retrieved=[e.id for e in ctx],
-                ),
-                t0,
-            )
-        name, agree = majority([a["intent"] for a in answers])
-        return self._done(
-            Decision(
-                "intent",
-                name,
-                INTENTS.index(name),
-                route,
-                "llm",
-                agreement=agree,
-                error=err,
-                retrieved=[e.id for e in ctx],
-            ),
-            t0,
-        )
+            return self._done(Decision(kind, names[fallback], fallback, route, "fallback", error=err,
+                                       retrieved=retrieved), t0)
+        name, agree = majority([a[kind] for a in answers])
+        return self._done(Decision(kind, name, names.index(name), route, "llm", agreement=agree, error=err,
+                                   retrieved=retrieved), t0)
 
     def record_late(self, decision_kind: str) -> None:
         """Called by the async controller when an answer missed its deadline and the fallback was used."""
