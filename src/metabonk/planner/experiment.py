@@ -38,6 +38,7 @@ class ExperimentConfig:
 
 
 def summaries_from_state(state: np.ndarray, lay: dict[str, tuple[int, int]], cfg: Any) -> list[GameSummary]:
+    """One GameSummary per row of Arena's state vector (layout `lay` from `state_layout(cfg)`)."""
     from metabonk.envs.arena import UPGRADES
 
     p0, u0, e0, w0 = lay["player"][0], lay["upgrades"][0], lay["enemies"][0], lay["wave"][0]
