@@ -24,14 +24,24 @@ def record_cmd(
     max_steps: Annotated[int | None, typer.Option(
         help="Cut stored episodes at this many steps (truncated; play goes on in a new episode).")] = None,
     device: Annotated[str, typer.Option(help="Device of batched envs (arena): cpu | cuda.")] = "cpu",
+    sticky: Annotated[float | None, typer.Option(
+        help="ALE only: sticky-action probability (default: the env's 0.25). 0 makes every stored action "
+             "the one executed, as labelled data for the latent models needs.")] = None,
 ) -> None:
     """Play a policy in an env and store N finished episodes (frames, actions, rewards, done flags)."""
     from rich.console import Console
 
     from metabonk.data.record import record_episodes
 
+    env_kwargs: dict[str, float] = {}
+    if sticky is not None:
+        if not env.startswith("ale:"):
+            raise MetabonkError(f"--sticky applies to ALE games only (ale:<Game>), not '{env}'")
+        if not 0.0 <= sticky <= 1.0:
+            raise MetabonkError(f"--sticky must be in [0, 1], got {sticky}")
+        env_kwargs["sticky_actions"] = sticky
     s = record_episodes(env, out, episodes, policy=policy, num_envs=num_envs, size=size, seed=seed,
-                        keep_actions=not no_actions, max_steps=max_steps, device=device)
+                        keep_actions=not no_actions, max_steps=max_steps, device=device, env_kwargs=env_kwargs)
     Console(soft_wrap=True).print(
         f"wrote {s.episodes} episodes, {s.transitions} transitions to {out} "
         f"(mean return {s.mean_return:.2f}, mean length {s.mean_length:.1f}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,11 @@ def record_episodes(
     max_steps: int | None = None,
     device: str = "cpu",
     show_progress: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> RecordSummary:
-    """Play `policy` in `env_spec` until `episodes` episodes are finished and stored at `out`."""
+    """Play `policy` in `env_spec` until `episodes` episodes are finished and stored at `out`.
+
+    `env_kwargs` go to the game (e.g. ALE's `sticky_actions`) and are kept in the store's meta."""
     import time
 
     from metabonk.envs import make_env, num_actions_of
@@ -46,11 +50,12 @@ def record_episodes(
 
     if episodes < 1:
         raise MetabonkError(f"--episodes must be >= 1, got {episodes}")
-    env = make_env(env_spec, num_envs=num_envs, size=size, seed=seed, device=device)
+    env_kwargs = dict(env_kwargs or {})
+    env = make_env(env_spec, num_envs=num_envs, size=size, seed=seed, device=device, **env_kwargs)
     try:
         act = get_policy(env_spec, policy, env, seed=seed)
         n_actions = num_actions_of(env)
-        meta = {"policy": policy, "seed": seed, "num_envs": num_envs}
+        meta: dict[str, Any] = {"policy": policy, "seed": seed, "num_envs": num_envs, **env_kwargs}
         names = getattr(env, "action_meanings", None)
         if names is not None:
             meta["action_meanings"] = list(names)
