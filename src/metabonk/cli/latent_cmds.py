@@ -45,6 +45,9 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
                   context: Annotated[int, typer.Option(help="Past frames besides x_t.")] = 1,
                   crop: Annotated[int, typer.Option(help="Model a centred crop of this size (0 = all).")] = 0,
                   width: Annotated[int, typer.Option(help="Channel width.")] = 16,
+                  change_weight: Annotated[float, typer.Option(
+                      help="Extra loss weight of pixels that change in the window (0 = plain MSE; Pong: 20).")
+                  ] = 0.0,
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train a latent action model on the frames of a store (actions not needed)."""
@@ -52,8 +55,11 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
     from metabonk.latent.train import train_lam
     from metabonk.latent.vq import VQConfig
 
+    if change_weight < 0:
+        raise MetabonkError(f"--change-weight must be >= 0, got {change_weight}")
     train, _ = _split(data)
-    cfg = LAMConfig(context=context, width=width, crop=crop, vq=VQConfig(num_codes=codes))
+    cfg = LAMConfig(context=context, width=width, crop=crop, change_weight=change_weight,
+                    vq=VQConfig(num_codes=codes))
     train_lam(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads), cfg, logdir)  # type: ignore[arg-type]
     typer.echo(f"saved LAM to {out}")
 

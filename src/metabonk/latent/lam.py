@@ -38,6 +38,14 @@ class LAMConfig:
     crop: int = 0
     """Model only a centred crop of this size (0 = the whole frame): with a follow camera, the ground's
     motion shows everywhere, so a crop keeps the action signal at a fraction of the compute."""
+    change_weight: float = 0.0
+    """Extra loss weight of pixels that change within the window: each pixel's squared error counts
+    1 + change_weight where any consecutive pair of frames differs there (mask dilated by one pixel), else 1
+    (0 = plain MSE). Where the action moves a few pixels of a static frame (Pong's paddle), plain MSE is
+    dominated by copying x_t and the code learns nothing; with a follow camera (Arena) nearly every pixel
+    changes and the weight does little."""
+    change_threshold: float = 0.04
+    """Mean absolute channel difference (in [-1, 1] units) above which a pixel counts as changed."""
     vq: VQConfig = field(default_factory=VQConfig)
     """The code bottleneck."""
 
@@ -57,6 +65,22 @@ def shifted_stack(x_BCHW: torch.Tensor, s: int) -> torch.Tensor:
     pad = F.pad(x_BCHW, (s, s, s, s), mode="replicate")
     return torch.stack([pad[..., s + dy: s + dy + h, s + dx: s + dx + w]
                         for dy in range(-s, s + 1) for dx in range(-s, s + 1)], dim=1)
+
+
+def change_weights(x_BTCHW: torch.Tensor, weight: float, threshold: float) -> torch.Tensor:
+    """Per-pixel loss weights [B,1,H,W]: 1 + weight where any consecutive pair of frames of the window differs
+    by more than `threshold` (mean absolute channel difference), dilated by one pixel; 1 elsewhere."""
+    diff = (x_BTCHW[:, 1:] - x_BTCHW[:, :-1]).abs().mean(dim=2)  # [B, T-1, H, W]
+    changed = (diff > threshold).any(dim=1, keepdim=True).float()
+    changed = F.max_pool2d(changed, 3, stride=1, padding=1)
+    return 1 + weight * changed
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean of weights * squared error over pixels and channels, divided by the mean weight (so a uniform
+    weight gives plain MSE and the loss keeps its scale)."""
+    err = (pred - target).pow(2).mean(dim=1, keepdim=True)
+    return (weights * err).sum() / weights.sum().clamp_min(1e-8)
 
 
 class ActionEncoder(nn.Module):
@@ -159,9 +183,14 @@ class LatentActionModel(nn.Module):
         q, codes, commit = self.vq(self.encoder(x))
         pred = self.decoder(ctx, q)
         mse = F.mse_loss(pred, x[:, -1])
-        loss = mse + commit
+        recon = mse
+        if self.config.change_weight > 0:
+            w = change_weights(x.detach(), self.config.change_weight, self.config.change_threshold)
+            recon = weighted_mse(pred, x[:, -1], w)
+        loss = recon + commit
         usage = codebook_usage(codes, self.config.vq.num_codes)
-        return loss, {"loss": loss.item(), "mse": mse.item(), "commit": commit.item(), **usage}
+        return loss, {"loss": loss.item(), "mse": mse.item(), "recon": recon.item(), "commit": commit.item(),
+                      **usage}
 
     @torch.no_grad()
     def infer_codes(self, frames: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,98 @@
+"""Pong support of the latent area: the change-weighted LAM loss and `metabonk record --sticky` for ALE."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from metabonk.cli import app
+from metabonk.common.checkpoint import read_config
+from metabonk.data.store import EpisodeStore
+from metabonk.latent.lam import LAMConfig, LatentActionModel, change_weights, weighted_mse
+from metabonk.latent.vq import VQConfig
+
+PADDLE_Y = 51
+"""RAM byte of Pong's player paddle position."""
+
+
+def _moving_square(size: int = 16) -> torch.Tensor:
+    """Window [1, 3, 3, size, size] in [-1, 1]: a 2x2 square moves 2 px right per frame on a flat background."""
+    x = -torch.ones(1, 3, 3, size, size)
+    for t, col in enumerate((4, 6, 8)):
+        x[0, t, :, 6:8, col:col + 2] = 1.0
+    return x
+
+
+def test_change_weights_mark_only_moving_pixels_dilated() -> None:
+    w = change_weights(_moving_square(), weight=9.0, threshold=0.04)
+    assert w.shape == (1, 1, 16, 16)
+    assert set(torch.unique(w).tolist()) == {1.0, 10.0}
+    heavy = w[0, 0] > 1
+    # the square covered rows 6-7, columns 4-9; one pixel of dilation gives rows 5-8, columns 3-10
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[5:9, 3:11] = True
+    assert torch.equal(heavy, expected)
+    assert torch.equal(change_weights(_moving_square(), 0.0, 0.04), torch.ones(1, 1, 16, 16))
+
+
+def test_weighted_mse_emphasises_changed_pixels() -> None:
+    x = _moving_square()
+    target = x[:, -1]
+    w = change_weights(x, weight=20.0, threshold=0.04)
+    uniform = torch.ones_like(w)
+    wrong_static, wrong_moving = target.clone(), target.clone()
+    wrong_static[..., 0, 0] += 0.5   # same error on a pixel that never changes
+    wrong_moving[..., 6, 8] += 0.5   # ... and on one the square moved through
+    assert torch.isclose(weighted_mse(wrong_static, target, uniform), F.mse_loss(wrong_static, target))
+    assert torch.isclose(weighted_mse(wrong_static, target, uniform), weighted_mse(wrong_moving, target, uniform))
+    assert weighted_mse(wrong_moving, target, w) > 10 * weighted_mse(wrong_static, target, w)
+
+
+def test_lam_loss_uses_change_weight_and_config_round_trips(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    frames = ((_moving_square() + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).repeat(4, 1, 1, 1, 1)
+    cfg = LAMConfig(width=8, frame_size=16, change_weight=20.0, vq=VQConfig(num_codes=4, code_dim=8))
+    model = LatentActionModel(cfg)
+    loss, m = model({"frames": frames})
+    assert m["recon"] != pytest.approx(m["mse"], rel=1e-3)  # the weighted term, not plain MSE, is trained
+    assert loss.item() == pytest.approx(m["recon"] + m["commit"], rel=1e-5)
+    plain = LatentActionModel(LAMConfig(width=8, frame_size=16, vq=VQConfig(num_codes=4, code_dim=8)))
+    _, mp = plain({"frames": frames})
+    assert mp["recon"] == pytest.approx(mp["mse"])
+    model.save(tmp_path / "lam")
+    assert read_config(tmp_path / "lam", kind="lam")["config"]["change_weight"] == 20.0
+    assert LatentActionModel.load(tmp_path / "lam").config.change_weight == 20.0
+
+
+def _paddle_positions(store_dir: Path) -> np.ndarray:
+    ep = EpisodeStore.open(store_dir).episode(0, keys=["state"])
+    return np.round(np.asarray(ep["state"])[:, PADDLE_Y] * 255)
+
+
+def test_record_sticky_reaches_the_emulator(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for sticky in ("0", "1"):
+        r = runner.invoke(app, ["record", "ale:Pong", "--episodes", "1", "--max-steps", "60", "--size", "16",
+                                "--sticky", sticky, "--out", str(tmp_path / sticky)])
+        assert r.exit_code == 0, r.output
+    assert EpisodeStore.open(tmp_path / "0").info["meta"]["sticky_actions"] == 0.0
+    # sticky 1 repeats the first (NOOP) action forever, so the paddle never moves; sticky 0 obeys the actions
+    assert len(np.unique(_paddle_positions(tmp_path / "1"))) == 1
+    assert len(np.unique(_paddle_positions(tmp_path / "0"))) > 10
+
+
+def test_record_sticky_rejected_for_non_ale_env(tmp_path: Path) -> None:
+    out = tmp_path / "arena"
+    r = subprocess.run([sys.executable, "-m", "metabonk", "record", "arena", "--sticky", "0", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "--sticky applies to ALE games only" in lines[0], r.stderr
+    assert not out.exists()
