@@ -96,3 +96,21 @@ def test_record_sticky_rejected_for_non_ale_env(tmp_path: Path) -> None:
     lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "--sticky applies to ALE games only" in lines[0], r.stderr
     assert not out.exists()
+
+
+def _reach(blocks: int) -> int:
+    """Farthest input pixel (in rows, same column) of x_t that influences the centre pixel of the prediction."""
+    torch.manual_seed(0)
+    cfg = LAMConfig(width=8, frame_size=64, decoder_blocks=blocks, vq=VQConfig(num_codes=4, code_dim=8))
+    dec = LatentActionModel(cfg).decoder
+    ctx = torch.zeros(1, 2, 3, 64, 64, requires_grad=True)
+    dec(ctx, torch.randn(1, 8))[0, :, 32, 32].sum().backward()
+    grad = ctx.grad[0, -1].abs().sum(0)[:, 32]  # type: ignore[union-attr]
+    return int((grad > 0).nonzero().squeeze(1).sub(32).abs().max())
+
+
+def test_decoder_blocks_widen_the_receptive_field() -> None:
+    assert _reach(0) <= 8  # too short for where the paddle was in x_{t-1} and goes in x_{t+1}: up to 12 px apart
+    assert _reach(3) >= 24
+    keys = set(LatentActionModel(LAMConfig()).state_dict())
+    assert not any(k.startswith("decoder.dilated") for k in keys)  # default: same weights as before

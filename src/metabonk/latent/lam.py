@@ -44,6 +44,10 @@ class LAMConfig:
     (0 = plain MSE). Where the action moves a few pixels of a static frame (Pong's paddle), plain MSE is
     dominated by copying x_t and the code learns nothing; with a follow camera (Arena) nearly every pixel
     changes and the weight does little."""
+    decoder_blocks: int = 0
+    """Extra residual conv blocks at half resolution in the decoder, dilated 2, 4, 8, ...: a receptive field
+    wide enough to redraw an object that moves several pixels per step (Pong's paddle: up to 6 px at 64x64),
+    which the default decoder (reach 8 px) cannot do. 0 = none (the Arena decoder)."""
     change_threshold: float = 0.04
     """Mean absolute channel difference (in [-1, 1] units) above which a pixel counts as changed."""
     vq: VQConfig = field(default_factory=VQConfig)
@@ -139,6 +143,10 @@ class NextFrameDecoder(nn.Module):
         self.down = _block(cin, 2 * w, 2)
         self.mid = _block(2 * w, 2 * w, 1)
         self.film = FiLM(d, 2 * w)
+        self.dilated = nn.ModuleList(
+            nn.Conv2d(2 * w, 2 * w, 3, 1, padding=2 ** (i + 1), dilation=2 ** (i + 1))
+            for i in range(config.decoder_blocks))
+        self.dilated_film = nn.ModuleList(FiLM(d, 2 * w) for _ in range(config.decoder_blocks))
         self.up = nn.ConvTranspose2d(2 * w, w, 4, 2, 1)
         self.out = nn.Conv2d(w + cin, 3, 3, 1, 1)
 
@@ -148,6 +156,8 @@ class NextFrameDecoder(nn.Module):
         warped = (shifted_stack(now, self.shift) * weights[:, :, None, None, None]).sum(1)
         inp = torch.cat([ctx_BTCHW.flatten(1, 2), warped], dim=1)
         h = self.film(self.mid(self.down(inp)), code_BD)
+        for conv, film in zip(self.dilated, self.dilated_film, strict=True):
+            h = h + film(F.silu(conv(h)), code_BD)
         return warped + self.out(torch.cat([F.silu(self.up(h)), inp], dim=1))
 
 
