@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from metabonk.cli import app
 from metabonk.common.checkpoint import read_config
 from metabonk.data.store import EpisodeStore
-from metabonk.latent.lam import LAMConfig, LatentActionModel, change_weights, weighted_mse
+from metabonk.latent.lam import LAMConfig, LatentActionModel, change_weights, object_motion, weighted_mse
 from metabonk.latent.vq import VQConfig
 
 PADDLE_Y = 51
@@ -114,3 +114,34 @@ def test_decoder_blocks_widen_the_receptive_field() -> None:
     assert _reach(3) >= 24
     keys = set(LatentActionModel(LAMConfig()).state_dict())
     assert not any(k.startswith("decoder.dilated") for k in keys)  # default: same weights as before
+
+
+def _bar(row: int) -> torch.Tensor:
+    """One 64x64 frame [1, 3, 64, 64] in [-1, 1]: a 2x6 bar (Pong's paddle at this size) at the given row."""
+    x = -torch.ones(1, 3, 64, 64)
+    x[..., row:row + 6, 44:46] = 0.6
+    return x
+
+
+def test_object_motion_reports_the_direction_of_a_moving_bar() -> None:
+    down = object_motion(_bar(20), _bar(24), s=6)
+    up = object_motion(_bar(24), _bar(20), s=6)
+    assert down.shape == (1, 3, 8, 8)
+    cells = down[0, 2] > 0  # changed fraction: only the bar's column of cells (column 44 -> cell 5)
+    assert cells.any() and not cells[:, :5].any() and not cells[:, 6:].any()
+    dy_down = (down[0, 0] * down[0, 2]).sum() / down[0, 2].sum()
+    dy_up = (up[0, 0] * up[0, 2]).sum() / up[0, 2].sum()
+    assert dy_down > 0.2 and dy_up < -0.2  # units of s: ~+0.5 for 4 px down (vacated pixels dilute 4/6)
+    assert (down[0, 1] * down[0, 2]).abs().sum() / down[0, 2].sum() < 0.1  # no horizontal motion
+    assert object_motion(_bar(20), _bar(20), s=6).abs().sum() == 0  # nothing changed, nothing reported
+
+
+def test_object_motion_features_reach_the_latent() -> None:
+    torch.manual_seed(0)
+    cfg = LAMConfig(width=8, frame_size=64, object_shift=6, vq=VQConfig(num_codes=4, code_dim=8))
+    enc = LatentActionModel(cfg).encoder
+    still = torch.cat([_bar(20), _bar(20), _bar(20)])[None]
+    moved = torch.cat([_bar(20), _bar(20), _bar(26)])[None]
+    base = LatentActionModel(LAMConfig(width=8, frame_size=64, vq=VQConfig(num_codes=4, code_dim=8))).encoder
+    assert enc.head[0].in_features == base.head[0].in_features + 2 * 3 * 64
+    assert not torch.allclose(enc(moved), enc(still))

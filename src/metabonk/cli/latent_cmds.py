@@ -48,6 +48,8 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
                   change_weight: Annotated[float, typer.Option(
                       help="Extra loss weight of pixels that change in the window (0 = plain MSE; Pong: 20).")
                   ] = 0.0,
+                  object_shift: Annotated[int, typer.Option(
+                      help="Object-motion features up to this many px/step (0 = off; Pong: 6).")] = 0,
                   decoder_blocks: Annotated[int, typer.Option(
                       help="Extra dilated decoder blocks for objects moving several px/step (Pong: 3).")] = 0,
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
@@ -57,11 +59,11 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
     from metabonk.latent.train import train_lam
     from metabonk.latent.vq import VQConfig
 
-    if change_weight < 0 or decoder_blocks < 0:
-        raise MetabonkError("--change-weight and --decoder-blocks must be >= 0")
+    if change_weight < 0 or decoder_blocks < 0 or object_shift < 0:
+        raise MetabonkError("--change-weight, --object-shift and --decoder-blocks must be >= 0")
     train, _ = _split(data)
     cfg = LAMConfig(context=context, width=width, crop=crop, change_weight=change_weight,
-                    decoder_blocks=decoder_blocks,
+                    decoder_blocks=decoder_blocks, object_shift=object_shift,
                     vq=VQConfig(num_codes=codes))
     train_lam(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads), cfg, logdir)  # type: ignore[arg-type]
     typer.echo(f"saved LAM to {out}")

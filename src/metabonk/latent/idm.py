@@ -37,6 +37,8 @@ class IDMConfig:
     dropout: float = 0.1
     max_shift: int = 2
     """Largest pixel shift of the motion cost volume (see LAMConfig.max_shift)."""
+    object_shift: int = 0
+    """Object-motion features of the trunk (see LAMConfig.object_shift; 0 = off)."""
     features: int = 64
     """Width of the trunk's output."""
     """Dropout before the classifier (the IDM is trained on few labels)."""
@@ -58,7 +60,7 @@ class InverseDynamicsModel(nn.Module):
         self.register_buffer("move_of", config.movement_index(), persistent=False)
         # The LAM's encoder (motion cost volume + conv branch) as trunk: the same evidence, a wider output.
         trunk_cfg = LAMConfig(context=config.context, width=config.width, max_shift=config.max_shift,
-                              vq=VQConfig(code_dim=config.features))
+                              object_shift=config.object_shift, vq=VQConfig(code_dim=config.features))
         self.trunk = ActionEncoder(trunk_cfg)
         self.head = nn.Sequential(nn.SiLU(), nn.Dropout(config.dropout),
                                   nn.Linear(config.features, config.num_actions + self.num_movements))

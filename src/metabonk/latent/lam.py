@@ -38,6 +38,12 @@ class LAMConfig:
     crop: int = 0
     """Model only a centred crop of this size (0 = the whole frame): with a follow camera, the ground's
     motion shows everywhere, so a crop keeps the action signal at a fraction of the compute."""
+    object_shift: int = 0
+    """Largest per-pixel displacement of the encoder's *object-motion* features (0 = off): for each
+    consecutive pair of frames, a local cost volume (shifts along one axis at a time, so 4s + 1 of them)
+    gives every changed pixel its displacement, averaged over
+    8x8 cells. A small object whose motion is the action (Pong's paddle, up to 6 px per step at 64x64) is a
+    handful of pixels the conv branch needs thousands of steps to find; these features hand it over."""
     change_weight: float = 0.0
     """Extra loss weight of pixels that change within the window: each pixel's squared error counts
     1 + change_weight where any consecutive pair of frames differs there (mask dilated by one pixel), else 1
@@ -87,6 +93,38 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
     return (weights * err).sum() / weights.sum().clamp_min(1e-8)
 
 
+OBJECT_CELLS = 8
+"""Object-motion features are averaged over an OBJECT_CELLS x OBJECT_CELLS grid of cells."""
+
+
+def axis_shifts(x_BCHW: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Translations of x along one axis at a time, by -s..s pixels (edges replicated): a stack
+    [B, 4s+1, C, H, W] and the (dy, dx) of each (the zero shift once)."""
+    h, w = x_BCHW.shape[-2:]
+    pad = F.pad(x_BCHW, (s, s, s, s), mode="replicate")
+    shifts = [(d, 0) for d in range(-s, s + 1)] + [(0, d) for d in range(-s, s + 1) if d != 0]
+    stack = torch.stack([pad[..., s + dy: s + dy + h, s + dx: s + dx + w] for dy, dx in shifts], dim=1)
+    return stack, torch.tensor(shifts, dtype=x_BCHW.dtype, device=x_BCHW.device)
+
+
+@torch.no_grad()
+def object_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold: float = 0.04,
+                  temperature: float = 0.01) -> torch.Tensor:
+    """Displacement of what changed from frame a to b: [B, 3, 8, 8] = (dy, dx) in units of s, averaged over
+    the changed pixels of each cell, and the cell's changed fraction. Each pixel of b takes the soft-argmin
+    over axis-aligned shifts d (|d| <= s) of |b(p) - a(p + d)| (grey levels, 3x3 box-filtered)."""
+    a, b = a_BCHW.mean(1, keepdim=True), b_BCHW.mean(1, keepdim=True)
+    stack, shifts = axis_shifts(a, s)  # stack[:, i](p) = a(p + shifts[i])
+    cost = F.avg_pool2d((stack - b[:, None]).abs()[:, :, 0], 3, 1, 1)  # [B, n, H, W]
+    weights = (-cost / temperature).softmax(1)
+    flow = -torch.einsum("bnhw,nc->bchw", weights, shifts / s)  # content at a(p + d) moved by -d
+    changed = ((b - a).abs() > threshold).float()
+    changed = F.max_pool2d(changed, 3, stride=1, padding=1)
+    mass = F.adaptive_avg_pool2d(changed, OBJECT_CELLS)
+    mean_flow = F.adaptive_avg_pool2d(changed * flow, OBJECT_CELLS) / mass.clamp_min(1e-3)
+    return torch.cat([mean_flow, mass], dim=1)
+
+
 class ActionEncoder(nn.Module):
     """(x_{t-k..t}, x_{t+1}) -> one latent: a motion cost volume (how well each small shift of x_t
     explains x_{t+1}: camera motion) plus a conv branch over the window and x_{t+1} - x_t (object motion)."""
@@ -98,7 +136,9 @@ class ActionEncoder(nn.Module):
         self.conv = nn.Sequential(_block(cin, w, 2), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 2),
                                   nn.AdaptiveAvgPool2d(4), nn.Flatten())
         n_shift = (2 * self.shift + 1) ** 2
-        self.head = nn.Sequential(nn.Linear(2 * w * 16 + n_shift, 128), nn.SiLU(),
+        self.object_shift = config.object_shift
+        n_obj = 3 * (config.window - 1) * OBJECT_CELLS ** 2 if self.object_shift > 0 else 0
+        self.head = nn.Sequential(nn.Linear(2 * w * 16 + n_shift + n_obj, 128), nn.SiLU(),
                                   nn.Linear(128, config.vq.code_dim - 2))
         r = torch.arange(-self.shift, self.shift + 1, dtype=torch.float32)
         grid = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)
@@ -115,7 +155,11 @@ class ActionEncoder(nn.Module):
         # Motion prior: the expected ground displacement (soft-argmin of the cost volume) is two of the
         # latent's dimensions, so the codebook's clusters split by direction from the first steps.
         motion = (4 * cost).softmax(-1) @ self.shift_grid
-        return torch.cat([self.head(torch.cat([feats, cost], dim=1)), motion], dim=1)
+        parts = [feats, cost]
+        if self.object_shift > 0:
+            parts += [object_motion(x_BTCHW[:, i], x_BTCHW[:, i + 1], self.object_shift).flatten(1)
+                      for i in range(x_BTCHW.shape[1] - 1)]
+        return torch.cat([self.head(torch.cat(parts, dim=1)), motion], dim=1)
 
 
 class FiLM(nn.Module):
