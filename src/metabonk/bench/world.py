@@ -121,6 +121,10 @@ def run_bench(
             models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
             if v.endswith("compile"):
                 m.denoiser.inner = torch.compile(m.denoiser.inner, dynamic=False)  # type: ignore[assignment]
+            elif v.endswith("autotune"):  # Triton/cuDNN kernel search per shape; graphs captured below
+                m.denoiser.inner = torch.compile(  # type: ignore[assignment]
+                    m.denoiser.inner, dynamic=False, mode="max-autotune-no-cudagraphs"
+                )
     for v, m in models.items():
         for b in batches:
             dtype = torch.float32 if v == "eager_fp32" else torch.bfloat16
@@ -131,7 +135,7 @@ def run_bench(
             try:
                 with torch.inference_mode():
                     fn = _sampler_fn(m, ctx, acts, num_steps)
-                    if v.endswith("graph") or v.endswith("compile"):
+                    if v.endswith(("graph", "compile", "autotune")):
                         fn = _graphed(fn) if device.type == "cuda" else fn
                     sec = _time(fn, device, repeats if b > 64 else repeats * 5, warmup=3)
                     outputs[(v, b)] = fn().float().clone()
@@ -189,7 +193,12 @@ if __name__ == "__main__":
     import sys
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    res = run_bench(dev)
+    kw: dict[str, Any] = {}
+    if len(sys.argv) > 2:  # e.g. eager_fp32,bf16_cl_compile,bf16_cl_autotune
+        kw["variants"] = tuple(sys.argv[2].split(","))
+    if len(sys.argv) > 3:  # e.g. 1,1024,4096
+        kw["batches"] = tuple(int(b) for b in sys.argv[3].split(","))
+    res = run_bench(dev, **kw)
     if len(sys.argv) > 1:
         from metabonk.common.results import write_result
 

@@ -1,7 +1,7 @@
 """Train and evaluate a world model on Arena episodes generated on the GPU with the torch-native game,
 all in memory (no store, no gymnasium): the GPU-machine path behind benchmarks/results/eval-world-arena.json.
 
-    PYTHONPATH=src python3 -m metabonk.world.arena_gpu OUT_DIR [train_seconds]
+    PYTHONPATH=src python3 -m metabonk.world.arena_gpu OUT_DIR [train_seconds [ticks_per_game [batch]]]
 """
 
 from __future__ import annotations
@@ -84,17 +84,22 @@ def gather(d: dict[str, torch.Tensor], starts: torch.Tensor, n_frames: int) -> d
     return {"obs": obs, **{key: d[key][idx, n[:, None]] for key in ("action", "reward", "terminated")}}
 
 
-def main(out: Path, train_seconds: float = 200.0) -> None:
-    from metabonk.world.config import diamond_atari_config
+def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int = 128, num_envs: int = 512,
+         device: str = "cuda") -> None:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from metabonk.world.config import diamond_atari_config, scale_sigmas
+    from metabonk.world.denoiser import diffusion_target, frames_to_float
     from metabonk.world.evaluate import controllability, fidelity, real_shifts, reward_metrics
     from metabonk.world.world_model import WorldModel
 
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     torch.manual_seed(0)
     t0 = time.time()
-    d = generate(num_envs=512, steps=300, device=dev, seed=0)
+    d = generate(num_envs=num_envs, steps=steps, device=dev, seed=0)
     N = d["done"].shape[1]
-    train_envs, test_envs = torch.arange(0, N - 64, device=dev), torch.arange(N - 64, N, device=dev)
+    held = max(N // 8, 1)
+    train_envs, test_envs = torch.arange(0, N - held, device=dev), torch.arange(N - held, N, device=dev)
     cfg = diamond_atari_config(num_actions=21)
     k, horizon = cfg.num_context, 16
     tr = windows(d, k, 1, train_envs)
@@ -104,33 +109,47 @@ def main(out: Path, train_seconds: float = 200.0) -> None:
         f"{len(term_rows)} terminal",
         flush=True,
     )
-    model = WorldModel(cfg).to(dev).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-2)
     g = torch.Generator(device=dev).manual_seed(1)
+    probe = gather(d, tr[torch.randint(0, len(tr), (2048,), device=dev, generator=g)], k + 1)
+    pair = frames_to_float(probe["obs"][:, -2:])
+    ctx_sigma = torch.rand(pair.shape[0], 1, 1, 1, device=dev, generator=g) * cfg.edm.context_noise_max
+    last = pair[:, 0] + ctx_sigma * torch.randn(pair[:, 0].shape, device=dev, generator=g)
+    sigma_data = float(diffusion_target(pair, cfg.target, last_context=last).std().clamp(0.02, 0.5))
+    scale_sigmas(cfg, sigma_data)
+    cfg.auto_sigma_data = False
+    print(f"target {cfg.target}: sigma_data {sigma_data:.4f}", flush=True)
+    model = WorldModel(cfg).to(dev).to(memory_format=torch.channels_last)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-2)
     step, t1, hist = 0, time.time(), []
-    while time.time() - t1 < train_seconds:
-        rows = tr[torch.randint(0, len(tr), (128,), device=dev, generator=g)]
+    while (elapsed := time.time() - t1) < train_seconds:
+        rows = tr[torch.randint(0, len(tr), (batch,), device=dev, generator=g)]
         if len(term_rows):
-            rows[:12] = term_rows[torch.randint(0, len(term_rows), (12,), device=dev, generator=g)]
-        batch = gather(d, rows, k + 1)
-        lr = 3e-4 * min(1.0, (step + 1) / 200)
+            n_t = batch // 10
+            rows[:n_t] = term_rows[torch.randint(0, len(term_rows), (n_t,), device=dev, generator=g)]
+        b = gather(d, rows, k + 1)
+        # linear warm-up, then cosine decay over the time budget
+        lr = 3e-4 * min(1.0, (step + 1) / 200) * (0.55 + 0.45 * np.cos(np.pi * elapsed / train_seconds))
         for group in opt.param_groups:
             group["lr"] = lr
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, metrics = model(batch)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            loss, metrics = model(b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        ema.update_parameters(model)
         step += 1
         if step % 200 == 0:
             hist.append({"step": step, **metrics})
-            print(step, metrics, flush=True)
+            print(step, f"{elapsed:.0f}s", metrics, flush=True)
+    model.load_state_dict(ema.module.state_dict())
     model.eval()
     te = windows(d, k, horizon, test_envs)
     te = te[torch.randperm(len(te), device=dev, generator=g)[:512]]
     ev = gather(d, te, k + horizon)
     fid = fidelity(model, ev["obs"], ev["action"], horizon)
+    fid32 = fidelity(model, ev["obs"], ev["action"], horizon, bf16=False)
     moves = list(range(9))
     ctl_rows = windows(d, 4, 1, test_envs)
     ctl = gather(d, ctl_rows[torch.randperm(len(ctl_rows), device=dev, generator=g)[:2048]], 4)
@@ -142,20 +161,27 @@ def main(out: Path, train_seconds: float = 200.0) -> None:
     res = {
         "train_steps": step,
         "train_seconds": train_seconds,
-        "batch": 128,
+        "batch": batch,
+        "target": cfg.target,
+        "sigma_data": sigma_data,
+        "ema_decay": 0.999,
         "train_windows": len(tr),
         "test_envs": len(test_envs),
         "eval_starts": len(te),
         "horizon": horizon,
         "psnr_db": fid["psnr"],
         "copy_last_psnr_db": fid["copy_psnr"],
+        "psnr_item_mean_db": fid["psnr_item_mean"],
+        "copy_last_psnr_item_mean_db": fid["copy_psnr_item_mean"],
         "ssim": fid["ssim"],
         "copy_last_ssim": fid["copy_ssim"],
+        "psnr_db_fp32": fid32["psnr"],
+        "ssim_fp32": fid32["ssim"],
         "psnr_above_copy_every_step": all(a > b for a, b in zip(fid["psnr"], fid["copy_psnr"], strict=True)),
         "controllability": con,
         "reward": rew,
         "loss_history": hist,
-        "data": "512 Arena games x 300 ticks, sticky-random policy (p=0.8), 64 games held out",
+        "data": f"{N} Arena games x {steps} ticks, sticky-random policy (p=0.8), {held} games held out",
     }
     out.mkdir(parents=True, exist_ok=True)
     from metabonk.common.results import write_result
@@ -177,4 +203,4 @@ def main(out: Path, train_seconds: float = 200.0) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 200.0)
+    main(Path(sys.argv[1]), *(float(a) for a in sys.argv[2:3]), *(int(a) for a in sys.argv[3:5]))

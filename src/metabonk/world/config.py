@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -59,6 +60,12 @@ class WorldConfig:
     """k: frames (and actions) the denoiser is conditioned on."""
     num_actions: int = 21
     """Real discrete actions or latent-action codes; the model does not care which."""
+    target: str = "delta"
+    """What the diffusion models: 'delta' = x_{t+1} - x_t (the dream adds it to the last frame, so "nothing
+    changes" is the zero of the model and copy-last-frame is where it starts), or 'frame' = x_{t+1} (DIAMOND)."""
+    auto_sigma_data: bool = True
+    """At the start of training, set EDM's σ_data (and the σ ranges, scaled with it) to the measured std of the
+    target on the training data; EDM's preconditioning assumes σ_data is that std."""
     action_source: str = "real"
     """Which store key the actions came from: 'real' (action), 'idm' (action_idm) or 'latent' (LAM codes)."""
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -71,6 +78,24 @@ class WorldConfig:
     termination_pos_weight: float = 4.0
     """BCE weight of the (rare) episode-end class."""
     """Weight of the reward+termination loss beside the denoising loss."""
+
+
+def scale_sigmas(config: WorldConfig, std: float) -> None:
+    """Set σ_data = `std` and scale every σ of EDM training and of the sampler by std / DIAMOND's 0.5, so the
+    noise levels keep DIAMOND's relation to the data (sampler steps and order are kept)."""
+    ref_edm, ref_s = EDMConfig(), SamplerConfig()
+    r = std / ref_edm.sigma_data
+    e, s = config.edm, config.sampler
+    config.edm = EDMConfig(
+        sigma_data=std,
+        loc=ref_edm.loc + math.log(r),
+        scale=e.scale,
+        sigma_min_train=ref_edm.sigma_min_train * r,
+        sigma_max_train=ref_edm.sigma_max_train * r,
+        sigma_offset_noise=ref_edm.sigma_offset_noise * r,
+        context_noise_max=e.context_noise_max,
+    )
+    config.sampler = SamplerConfig(s.num_steps, s.order, ref_s.sigma_min * r, ref_s.sigma_max * r, s.rho)
 
 
 def tiny_config(frame_size: int = 16, num_actions: int = 9, num_context: int = 2) -> WorldConfig:

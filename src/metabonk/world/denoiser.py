@@ -1,5 +1,5 @@
-"""EDM denoiser D(x; σ) = c_skip·x + c_out·F(c_in·x, c_noise) for the next frame
-given past frames and actions."""
+"""EDM denoiser D(x; σ) = c_skip·x + c_out·F(c_in·x, c_noise) for the next frame (or, with target 'delta', for
+its difference from the last context frame) given past frames and actions."""
 
 from __future__ import annotations
 
@@ -33,8 +33,21 @@ def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
     return frames.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).movedim(-3, -1)
 
 
+def diffusion_target(obs_BTCHW: torch.Tensor, target: str, last_context: torch.Tensor | None = None) -> torch.Tensor:
+    """What the diffusion models for the last frame of a window: the frame itself, or its change from the last
+    context frame *as the model sees it* (`last_context`, noisy in training): the dream adds the delta to the
+    frame it was given, so learning x_{t+1} - noisy x_t teaches the model to remove noise from its own dreams
+    instead of carrying it forward."""
+    if target == "delta":
+        return obs_BTCHW[:, -1] - (obs_BTCHW[:, -2] if last_context is None else last_context)
+    if target == "frame":
+        return obs_BTCHW[:, -1]
+    raise ValueError(f"world model target must be 'delta' or 'frame', got '{target}'")
+
+
 class Denoiser(nn.Module):
-    """Predicts the clean next frame from a noisy one; trained with EDM's weighted denoising loss."""
+    """Predicts the clean target (next frame, or its change) from a noisy one; trained with EDM's weighted
+    denoising loss."""
 
     def __init__(self, config: WorldConfig) -> None:
         super().__init__()
@@ -62,7 +75,7 @@ class Denoiser(nn.Module):
         actions_BK: torch.Tensor,
         context_sigma_B: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """D(x; σ): the estimate of the clean next frame, in [-1, 1] scale."""
+        """D(x; σ): the estimate of the clean target (next frame, or its change from the last context frame)."""
         cs = self.conditioners(sigma_B)
         if context_sigma_B is None:
             context_sigma_B = torch.zeros_like(sigma_B)
@@ -80,10 +93,10 @@ class Denoiser(nn.Module):
         """batch: obs float [B,k+1,C,H,W] in [-1,1], action long [B,k]. Predicts obs[:, k] from the rest."""
         e, k = self.config.edm, self.config.num_context
         obs, actions = batch["obs"], batch["action"][:, :k]
-        context, target = obs[:, :k], obs[:, k]
         B = obs.shape[0]
         context_sigma = torch.rand(B, device=obs.device) * e.context_noise_max
-        context = context + context_sigma.reshape(B, 1, 1, 1, 1) * torch.randn_like(context)
+        context = obs[:, :k] + context_sigma.reshape(B, 1, 1, 1, 1) * torch.randn_like(obs[:, :k])
+        target = diffusion_target(obs, self.config.target, last_context=context[:, -1])
         sigma = self.sample_sigma(B, obs.device)
         cs = self.conditioners(sigma)
         offset = e.sigma_offset_noise * torch.randn(B, target.shape[1], 1, 1, device=obs.device)

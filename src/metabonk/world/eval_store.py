@@ -58,6 +58,8 @@ def evaluate_on_store(
         "action_key": key,
         "psnr_db": fid["psnr"],
         "copy_last_psnr_db": fid["copy_psnr"],
+        "psnr_item_mean_db": fid["psnr_item_mean"],
+        "copy_last_psnr_item_mean_db": fid["copy_psnr_item_mean"],
         "ssim": fid["ssim"],
         "copy_last_ssim": fid["copy_ssim"],
         "psnr_above_copy_steps": int(sum(above)),

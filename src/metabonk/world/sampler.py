@@ -63,4 +63,6 @@ class DiffusionSampler:
                 d_2 = (x_next - denoised_2) / s_next
                 x_next = x + (d + d_2) / 2 * (s_next - s)
             x = x_next
+        if self.denoiser.config.target == "delta":
+            x = context_BKCHW[:, -1] + x
         return x.clamp(-1, 1)

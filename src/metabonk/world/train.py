@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,8 +14,9 @@ from metabonk.common.checkpoint import load_trainer_state, load_weights, read_co
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
 from metabonk.common.logging import ScalarLogger, console, progress_bar
-from metabonk.world.config import WorldConfig, diamond_atari_config
+from metabonk.world.config import WorldConfig, diamond_atari_config, scale_sigmas
 from metabonk.world.data import WindowData, latent_action_labels, to_device
+from metabonk.world.denoiser import diffusion_target, frames_to_float
 from metabonk.world.world_model import KIND, WorldModel, world_config_from_dict
 
 
@@ -41,6 +43,9 @@ class TrainConfig:
     """'real' (store key action), 'idm' (action_idm) or 'latent' (codes from --lam)."""
     lam: str | None = None
     """LAM checkpoint that labels transitions when action_source == 'latent'."""
+    ema_decay: float = 0.999
+    """Exponential moving average of the weights (0 = off), with the usual warm-up min(decay, (1+s)/(10+s)).
+    The checkpoint's weights are the average: diffusion samples from averaged weights are far less noisy."""
 
 
 def _model_config(
@@ -51,7 +56,7 @@ def _model_config(
     action_source: str,
     lam: str | None,
 ) -> WorldConfig:
-    cfg = base or diamond_atari_config()
+    cfg = copy.deepcopy(base) if base is not None else diamond_atari_config()
     cfg.frame_size = frame_size
     cfg.action_source = action_source
     if action_source == "latent" and lam is not None:
@@ -60,6 +65,27 @@ def _model_config(
         cfg.num_actions = int(store_num_actions)
     cfg.num_actions = max(cfg.num_actions, data.num_actions_seen)
     return cfg
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·model for parameters; buffers are copied."""
+    for e, m in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(m.detach(), 1.0 - decay)
+    for e, m in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(m)
+
+
+def target_std(
+    data: WindowData, target: str, rng: np.random.Generator, context_noise_max: float, windows: int = 2048
+) -> float:
+    """Std of the diffusion target over random training windows (EDM's σ_data), with the training-time context
+    noise the delta target includes, kept in [0.02, 0.5]."""
+    obs = frames_to_float(data.sample(windows, rng)["obs"][:, -2:])
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    sigma = torch.rand(obs.shape[0], 1, 1, 1, generator=g) * context_noise_max
+    last = obs[:, 0] + sigma * torch.randn(obs[:, 0].shape, generator=g)
+    return float(diffusion_target(obs, target, last_context=last).std().clamp(0.02, 0.5))
 
 
 def train_world(
@@ -99,6 +125,10 @@ def train_world(
     )
     if state is None:
         cfg = _model_config(store.num_actions, data, store.frame_size, model_config, tc.action_source, tc.lam)
+        if cfg.auto_sigma_data:
+            std = target_std(data, cfg.target, np.random.default_rng([tc.seed, 1]), cfg.edm.context_noise_max)
+            scale_sigmas(cfg, std)
+            cfg.auto_sigma_data = False  # measured once; resumes and loads keep these values
         model = WorldModel(cfg)
     if data.num_actions_seen > model.config.num_actions:
         raise MetabonkError(
@@ -106,6 +136,9 @@ def train_world(
             f"{model.config.num_actions} actions"
         )
     model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    if state is not None and "raw_weights" in state:  # the checkpoint holds the average; resume the raw weights
+        model.load_state_dict(state["raw_weights"])
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
     step = 0
@@ -120,8 +153,9 @@ def train_world(
     meta = {"data": str(data_dir), "train_episodes": train_eps, "train": asdict(tc)}
 
     def save() -> None:
-        trainer_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}
-        model.save(out, meta={**meta, "step": step}, trainer_state=trainer_state)
+        trainer_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                         "raw_weights": model.state_dict()}
+        ema.save(out, meta={**meta, "step": step, "ema_decay": tc.ema_decay}, trainer_state=trainer_state)
 
     t0, frames0 = time.perf_counter(), step
     with progress_bar("train world", tc.steps, disable=not show_progress) as advance:
@@ -134,6 +168,7 @@ def train_world(
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
             sched.step()
+            update_ema(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
             step += 1
             if step % tc.log_every == 0 or step == tc.steps:
                 sps = (step - frames0) / max(time.perf_counter() - t0, 1e-9)
@@ -146,6 +181,7 @@ def train_world(
             advance(1)
     save()
     logger.close()
+    model.load_state_dict(ema.state_dict())
     console.print(
         f"saved world model to {out} ({step} steps, last loss {logger.last.get('loss/total', 0):.4f})"
     )

@@ -23,6 +23,7 @@ def world_config_from_dict(data: dict[str, Any]) -> WorldConfig:
     """Rebuild a WorldConfig (with its nested configs) from checkpoint JSON."""
     nested = {"unet": UNetConfig, "edm": EDMConfig, "sampler": SamplerConfig}
     flat = {k: v for k, v in data.items() if k not in nested}
+    flat.setdefault("target", "frame")  # checkpoints written before the delta target modelled whole frames
     cfg = config_from_dict(WorldConfig, flat)
     for name, cls in nested.items():
         if name in data:
