@@ -72,11 +72,12 @@ PRESETS: dict[str, DemoPreset] = {
         policy={"channels": (16, 32), "hidden": 32, "feature_dim": 64},
     ),
     "default": DemoPreset(),
+    # Sized to finish in one ~9-minute call on one H100 (the lent GPUs allow 10 minutes a command).
     "full": DemoPreset(
-        name="full", num_envs=32, video_episodes=128, labelled_steps=5000, lam_steps=20_000, lam_batch=64,
-        lam_width=32, idm_steps=10_000, latent_batch=64, world_steps=40_000, world_batch=32,
-        world_size="diamond", bc_steps=20_000, bc_batch=64, bc_seq_len=32, bc_lr=1e-3, dream_updates=3000,
-        dream_batch=256, dream_horizon=15, dream_sampler_steps=3, ppo_steps=-1, threads=4,
+        name="full", num_envs=32, video_episodes=64, labelled_steps=4000, lam_steps=800, lam_batch=64,
+        lam_width=32, idm_steps=2000, latent_batch=64, world_steps=1500, world_batch=32,
+        world_size="diamond", bc_steps=3000, bc_batch=64, bc_seq_len=16, bc_lr=1e-3, dream_updates=60,
+        dream_batch=64, dream_horizon=15, dream_sampler_steps=3, ppo_steps=-1, threads=8,
     ),
 }
 """`ppo_steps=-1` means: PPO from scratch at the same number of real env steps as the recording used."""

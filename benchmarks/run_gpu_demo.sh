@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `metabonk demo --preset full --device cuda` on a lent GPU machine (torch there, the rest of MetaBonk's
+# pure-Python dependencies carried as wheels in .whl/), then the files worth keeping copied to $OUT.
+set -uo pipefail
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/demo-out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+# run_demo directly: the CLI module also loads the planner's service dependencies, which GPU images lack
+timeout "${DEMO_TIMEOUT:-540}" python3 -c "from metabonk.demo.pipeline import run_demo; \
+run_demo('full', device='cuda', root='/tmp/runs')" 2>&1 | grep -v "━" | tee "$OUT/demo-log.txt"
+run=/tmp/runs/demo-full-arena
+cp "$run/report.md" "$run/report/curves.png" "$run/report/agent.gif" "$run/report/dream.gif" "$OUT/" 2>/dev/null
+cp "$run/eval/done.json" "$OUT/eval-done.json" 2>/dev/null
+tar czf "$OUT/stages.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='video' --exclude='labelled' \
+  -C /tmp/runs demo-full-arena 2>/dev/null
+ls -la "$OUT"
