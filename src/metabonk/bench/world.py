@@ -1,7 +1,8 @@
 """`metabonk bench world`: dream frames/s of the world model's sampler at batch 1 and at large batch.
 
 Variants of the same model (DIAMOND's Atari size by default) in one run: eager fp32; bf16 weights +
-channels_last; that plus torch.compile; and the whole k-step sampler captured as a CUDA graph. Timed with
+channels_last; that plus torch.compile (default mode, max-autotune, or coordinate-descent tuning); and the whole
+k-step sampler captured as a CUDA graph. Timed with
 CUDA events after warm-up, median of repeats, random non-zero inputs. Also counts FLOPs per frame and
 reports measured / ceiling. Imports only torch so it runs on bare GPU machines.
 """
@@ -121,6 +122,11 @@ def run_bench(
             models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
             if v.endswith("compile"):
                 m.denoiser.inner = torch.compile(m.denoiser.inner, dynamic=False)  # type: ignore[assignment]
+            elif v.endswith("cdt"):  # inductor's coordinate-descent tuning of its own (norm) kernels' launch configs
+                import torch._inductor.config as inductor_config
+
+                inductor_config.coordinate_descent_tuning = True
+                m.denoiser.inner = torch.compile(m.denoiser.inner, dynamic=False)  # type: ignore[assignment]
             elif v.endswith("autotune"):  # Triton/cuDNN kernel search per shape; graphs captured below
                 m.denoiser.inner = torch.compile(  # type: ignore[assignment]
                     m.denoiser.inner, dynamic=False, mode="max-autotune-no-cudagraphs"
@@ -135,7 +141,7 @@ def run_bench(
             try:
                 with torch.inference_mode():
                     fn = _sampler_fn(m, ctx, acts, num_steps)
-                    if v.endswith(("graph", "compile", "autotune")):
+                    if v.endswith(("graph", "compile", "autotune", "cdt")):
                         fn = _graphed(fn) if device.type == "cuda" else fn
                     sec = _time(fn, device, repeats if b > 64 else repeats * 5, warmup=3)
                     outputs[(v, b)] = fn().float().clone()
