@@ -7,6 +7,7 @@ mambapy (no typer/gymnasium), so it runs on a bare GPU box.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class BenchArgs:
     big_batch: int = 4096
     big_repeats: int = 5
     cuda_graphs: bool = True
+    compile: bool = True
+    """On CPU, also time the agent with a torch.compile'd step (compiles once per batch size, ~30 s each)."""
     json_path: str | None = None
 
 
@@ -136,16 +139,21 @@ def run_bench(args: BenchArgs) -> dict[str, Any]:
             params = sum(p.numel() for p in agent.parameters())
             for part in ("agent", "core"):
                 modes = [("eager", False)] + ([("graph", True)] if graphs else [])
+                if args.compile and device.type == "cpu" and part == "agent":
+                    modes.append(("compile", False))
                 for mode, g in modes:
+                    stepper_agent = agent
+                    if mode == "compile":
+                        stepper_agent = copy.deepcopy(agent).compile_for_inference()
                     threads = torch.get_num_threads()
                     if device.type == "cpu":
                         torch.set_num_threads(
                             1
                         )  # a control loop owns one core; extra threads only add jitter
-                    lat = _latency(_stepper(agent, 1, device, part, g), args.latency_steps, device)
+                    lat = _latency(_stepper(stepper_agent, 1, device, part, g), args.latency_steps, device)
                     torch.set_num_threads(threads)
                     big = _throughput(
-                        _stepper(agent, args.big_batch, device, part, g),
+                        _stepper(stepper_agent, args.big_batch, device, part, g),
                         args.big_batch,
                         args.big_repeats,
                         device,
