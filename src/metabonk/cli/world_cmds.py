@@ -162,6 +162,10 @@ def bench_world_cmd(
         typer.Option("--json", help="Result file (default benchmarks/results/world-<device>.json)."),
     ] = None,
     batch: Annotated[int, typer.Option(help="The large batch.")] = 1024,
+    variants: Annotated[str, typer.Option(help="Comma-separated: eager_fp32, bf16_cl, bf16_cl_graph, "
+                                          "bf16_cl_compile, bf16_cl_compile_cdt, bf16_cl_autotune (slow to "
+                                          "compile). All but eager_fp32 need CUDA.")] =
+        "eager_fp32,bf16_cl,bf16_cl_graph,bf16_cl_compile",
 ) -> None:
     """Dream frames/s at batch 1 and a large batch: eager fp32 vs bf16 / CUDA graph / torch.compile."""
     from rich.console import Console
@@ -173,7 +177,12 @@ def bench_world_cmd(
 
     dev = resolve_device(device)
     batches = (1, batch) if dev.type == "cuda" else (1, 16)
-    res = run_bench(dev, batches=batches, repeats=20 if dev.type == "cuda" else 3, log=lambda s: None)
+    known = {"eager_fp32", "bf16_cl", "bf16_cl_graph", "bf16_cl_compile", "bf16_cl_compile_cdt", "bf16_cl_autotune"}
+    chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
+    if not chosen or set(chosen) - known:
+        raise MetabonkError(f"--variants must name some of {', '.join(sorted(known))}; got '{variants}'")
+    res = run_bench(dev, batches=batches, variants=chosen, repeats=20 if dev.type == "cuda" else 3,
+                    log=lambda s: None)
     t = Table(
         title=f"world model dream speed ({res['denoiser_params'] / 1e6:.2f}M params, "
         f"{res['flops_per_frame'] / 1e9:.1f} GFLOP/frame)"
