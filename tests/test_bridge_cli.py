@@ -56,7 +56,7 @@ def test_serve_env_serves_ale_pong_identically_and_passes_the_check(tmp_path: Pa
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(45)  # generous: a loaded CI machine can be slow to schedule the shutdown
+            proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
@@ -111,3 +111,19 @@ def test_record_through_served_arena_then_server_dies(tmp_path: Path) -> None:
     for i in range(len(store)):
         ep = store.episode(i)
         assert ep["obs"].shape[1:] == (32, 32, 3) and ep["obs"].shape[0] == ep["action"].shape[0] + 1
+
+
+def test_serve_env_stops_on_sigint_even_if_the_parent_ignored_it() -> None:
+    # A child inherits an ignored SIGINT, and Python then installs no KeyboardInterrupt handler: serve-env must
+    # install its own (this once left CI's server running until it was killed).
+    proc = subprocess.Popen([*METABONK, "serve-env", "arena", "--port", "0", "--size", "32"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.stdout is not None and "bridge://" in proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""

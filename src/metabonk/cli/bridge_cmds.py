@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,10 @@ def serve_env_cmd(
     server = BridgeServer(factory, host=host, port=port, name=env, frame_encoding=frame_encoding,
                           max_clients=max_clients, idle_timeout=idle_timeout).bind()
     bound_host, bound_port = server.address
+    # Ctrl-C and SIGTERM stop the server cleanly even when a parent process left SIGINT ignored (a child
+    # inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"serving {env} on bridge://{bound_host}:{bound_port}", flush=True)
     try:
         server.serve_forever()
