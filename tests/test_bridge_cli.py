@@ -30,6 +30,16 @@ def _serve(*args: str) -> tuple[subprocess.Popen, int]:
     return proc, int(match.group(1))
 
 
+def _interrupt(proc: subprocess.Popen) -> None:
+    """Ctrl-C the server; kill it if it has not exited 15 s later (then its return code is -9)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def test_serve_env_serves_ale_pong_identically_and_passes_the_check(tmp_path: Path) -> None:
     proc, port = _serve("ale:Pong", "--port", "0", "--size", "48", "--seed", "3",
                         "--frame-encoding", "raw_rgb")
@@ -54,12 +64,7 @@ def test_serve_env_serves_ale_pong_identically_and_passes_the_check(tmp_path: Pa
         assert "all messages valid" in check.stdout
         assert re.search(r"seeded_reset_repeats\s*│\s*True", check.stdout), check.stdout
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        _interrupt(proc)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 
@@ -120,10 +125,5 @@ def test_serve_env_stops_on_sigint_even_if_the_parent_ignored_it() -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.stdout is not None and "bridge://" in proc.stdout.readline()
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    _interrupt(proc)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
