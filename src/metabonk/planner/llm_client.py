@@ -41,6 +41,19 @@ def response_format(schema: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"type": "json_object", "schema": schema}
 
 
+def chat_request(
+    messages: list[Message], schema: dict[str, Any] | None, temperature: float, max_tokens: int, seed: int | None
+) -> dict[str, Any]:
+    """The OpenAI chat-completion arguments both clients send (HTTP body, or llama.cpp's keyword arguments)."""
+    req: dict[str, Any] = {"messages": messages, "temperature": temperature, "max_tokens": max_tokens}
+    fmt = response_format(schema)
+    if fmt is not None:
+        req["response_format"] = fmt
+    if seed is not None:
+        req["seed"] = seed
+    return req
+
+
 @dataclass
 class OpenAIClient:
     """Client for `POST {url}/chat/completions` of any OpenAI-compatible server (llama.cpp, vLLM, hosted).
@@ -77,17 +90,7 @@ class OpenAIClient:
         seed: int | None = None,
         timeout_s: float | None = None,
     ) -> str:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-        }
-        fmt = response_format(schema)
-        if fmt is not None:
-            body["response_format"] = fmt
-        if seed is not None:
-            body["seed"] = seed
+        body = {"model": self.model, **chat_request(messages, schema, temperature, max_tokens, seed)}
         try:
             r = self._http.post(
                 f"{self.url}/chat/completions",
