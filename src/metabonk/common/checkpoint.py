@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -120,3 +120,30 @@ def load_trainer_state(path: str | Path) -> dict[str, Any] | None:
     if not f.is_file():
         return None
     return torch.load(f, map_location="cpu", weights_only=True)
+
+
+class Checkpointed:
+    """Mixin for a torch module with a dataclass `config`: `save` writes it as a checkpoint of kind `KIND`;
+    `load` rebuilds it from `config.json` (`CONFIG` fields, or an override of `config_from_dict` for nested
+    configs), loads the weights and returns it in eval mode on `device`."""
+
+    KIND: ClassVar[str]
+    CONFIG: ClassVar[type]
+    config: Any
+
+    @classmethod
+    def config_from_dict(cls, data: dict[str, Any]) -> Any:
+        return config_from_dict(cls.CONFIG, data)
+
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
+             trainer_state: dict[str, Any] | None = None) -> Path:
+        assert isinstance(self, torch.nn.Module)
+        return save_checkpoint(path, self, self.config, self.KIND, meta, trainer_state)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Self:
+        doc = read_config(path, kind=cls.KIND)
+        model = cls(cls.config_from_dict(doc["config"]))  # type: ignore[call-arg]
+        assert isinstance(model, torch.nn.Module)
+        load_weights(path, model, device="cpu")
+        return model.to(device).eval()  # type: ignore[return-value]

@@ -10,15 +10,13 @@ latent-action model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metabonk.common.checkpoint import config_from_dict, load_weights, read_config, save_checkpoint
+from metabonk.common.checkpoint import Checkpointed
 from metabonk.latent.data import TransitionData
 from metabonk.latent.lam import LatentActionModel
 
@@ -38,8 +36,11 @@ class AdapterConfig:
     """Pseudo-count added to every (code, action) pair."""
 
 
-class ActionAdapter(nn.Module):
+class ActionAdapter(Checkpointed, nn.Module):
     """Count tables and per-action mean latents, stored as buffers so they save like any model."""
+
+    KIND = KIND
+    CONFIG = AdapterConfig
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__()
@@ -91,19 +92,6 @@ class ActionAdapter(nn.Module):
         loss = F.nll_loss(probs.clamp_min(1e-8).log(), action)
         acc = (probs.argmax(-1) == action).float().mean()
         return loss, {"loss": float(loss), "accuracy": float(acc)}
-
-    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
-             trainer_state: dict[str, Any] | None = None) -> Path:
-        return save_checkpoint(path, self, self.config, KIND, meta, trainer_state)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ActionAdapter:
-        doc = read_config(path, kind=KIND)
-        model = cls(config_from_dict(AdapterConfig, doc["config"])).to(device)
-        load_weights(path, model, device)
-        return model
-
-
 @torch.no_grad()
 def infer_all(lam: LatentActionModel, data: TransitionData,
               chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metabonk.common.checkpoint import config_from_dict, load_weights, read_config, save_checkpoint
+from metabonk.common.checkpoint import Checkpointed
 from metabonk.latent.frames import clip_windows, to_unit
 from metabonk.latent.lam import ActionEncoder, LAMConfig
 from metabonk.latent.vq import VQConfig
@@ -51,8 +49,11 @@ class IDMConfig:
         return torch.tensor(self.movement or tuple(range(self.num_actions)), dtype=torch.int64)
 
 
-class InverseDynamicsModel(nn.Module):
+class InverseDynamicsModel(Checkpointed, nn.Module):
     """Conv net over the window and x_{t+1} - x_t -> logits of the action and of the effective movement."""
+
+    KIND = KIND
+    CONFIG = IDMConfig
 
     def __init__(self, config: IDMConfig) -> None:
         super().__init__()
@@ -107,15 +108,3 @@ class InverseDynamicsModel(nn.Module):
         conf, action = probs.max(-1)
         movement = logits[:, self.config.num_actions:].argmax(-1)
         return {"action": action, "confidence": conf, "movement": movement, "probs": probs}
-
-    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
-             trainer_state: dict[str, Any] | None = None) -> Path:
-        return save_checkpoint(path, self, self.config, KIND, meta, trainer_state)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> InverseDynamicsModel:
-        doc = read_config(path, kind=KIND)
-        model = cls(config_from_dict(IDMConfig, doc["config"])).to(device)
-        load_weights(path, model, device)
-        model.eval()
-        return model

@@ -9,14 +9,13 @@ past — the action.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metabonk.common.checkpoint import config_from_dict, load_weights, read_config, save_checkpoint
+from metabonk.common.checkpoint import Checkpointed, config_from_dict
 from metabonk.latent.frames import clip_windows, to_unit
 from metabonk.latent.vq import VectorQuantizer, VQConfig, codebook_usage
 
@@ -205,8 +204,15 @@ class NextFrameDecoder(nn.Module):
         return warped + self.out(torch.cat([F.silu(self.up(h)), inp], dim=1))
 
 
-class LatentActionModel(nn.Module):
+class LatentActionModel(Checkpointed, nn.Module):
     """Encoder + VQ + decoder; `forward(batch) -> (loss, metrics)`, batch["frames"] uint8 [B,k+2,H,W,3]."""
+
+    KIND = KIND
+    CONFIG = LAMConfig
+
+    @classmethod
+    def config_from_dict(cls, data: dict[str, Any]) -> LAMConfig:
+        return lam_config_from_dict(data)
 
     def __init__(self, config: LAMConfig) -> None:
         super().__init__()
@@ -275,21 +281,6 @@ class LatentActionModel(nn.Module):
         x, ctx = self._split(frames)
         pred = self.decoder(ctx, self.vq.lookup(codes.to(self.device)))
         return (pred - x[:, -1]).pow(2).mean(dim=(1, 2, 3))
-
-    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
-             trainer_state: dict[str, Any] | None = None) -> Path:
-        return save_checkpoint(path, self, self.config, KIND, meta, trainer_state)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LatentActionModel:
-        doc = read_config(path, kind=KIND)
-        config = lam_config_from_dict(doc["config"])
-        model = cls(config).to(device)
-        load_weights(path, model, device)
-        model.eval()
-        return model
-
-
 def lam_config_from_dict(data: dict[str, Any]) -> LAMConfig:
     """LAMConfig from JSON, nested VQConfig included."""
     vq = config_from_dict(VQConfig, data.get("vq", {}))

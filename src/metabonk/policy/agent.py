@@ -6,7 +6,6 @@ menu is open, the card head picks action 18 + k; on other envs the movement head
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
+from metabonk.common.checkpoint import Checkpointed
 from metabonk.common.intents import DEFAULT_INTENT, intent_id
 from metabonk.policy.config import PolicyConfig
 from metabonk.policy.cores import make_core
@@ -41,8 +41,16 @@ def obs_to_torch(obs: dict[str, Any], info: dict[str, Any] | None, device: torch
     return out
 
 
-class Agent(nn.Module):
-    """Recurrent actor-critic: `step` runs one tick carrying the hidden state, `forward_sequence` a window."""
+class Agent(Checkpointed, nn.Module):
+    """Recurrent actor-critic: `step` runs one tick carrying the hidden state, `forward_sequence` a window.
+    Saved and loaded as a checkpoint of kind "policy" (`save`, `Agent.load`)."""
+
+    KIND = KIND
+    CONFIG = PolicyConfig
+
+    @property
+    def config(self) -> PolicyConfig:
+        return self.cfg
 
     def __init__(self, cfg: PolicyConfig) -> None:
         super().__init__()
@@ -189,24 +197,3 @@ class Agent(nn.Module):
         action = self.to_env_action(move, card, menu_open)
         logp, _ = self.log_prob_entropy(logits, cards, menu_open, action)
         return action, hidden, {"value": value, "logp": logp}
-
-    # ---- persistence -----------------------------------------------------------------------------------
-    def save(
-        self,
-        path: str | Path,
-        meta: dict[str, Any] | None = None,
-        trainer_state: dict[str, Any] | None = None,
-    ) -> Path:
-        from metabonk.common.checkpoint import save_checkpoint
-
-        return save_checkpoint(path, self, self.cfg, KIND, meta=meta, trainer_state=trainer_state)
-
-    @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Agent:
-        """Rebuild an agent from a "policy" checkpoint directory."""
-        from metabonk.common.checkpoint import config_from_dict, load_weights, read_config
-
-        doc = read_config(path, kind=KIND)
-        agent = cls(config_from_dict(PolicyConfig, doc["config"]))
-        load_weights(path, agent, device="cpu")
-        return agent.to(device)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from metabonk.common.checkpoint import config_from_dict, load_weights, read_config, save_checkpoint
+from metabonk.common.checkpoint import Checkpointed, config_from_dict, read_config
 from metabonk.common.errors import MetabonkError
 from metabonk.world.config import EDMConfig, SamplerConfig, UNetConfig, WorldConfig
 from metabonk.world.denoiser import Denoiser, frames_to_float
@@ -31,8 +31,15 @@ def world_config_from_dict(data: dict[str, Any]) -> WorldConfig:
     return cfg
 
 
-class WorldModel(nn.Module):
+class WorldModel(Checkpointed, nn.Module):
     """p(x_{t+1} | x_{t-k+1..t}, a_{t-k+1..t}) by diffusion, plus r_t and terminated_t."""
+
+    KIND = KIND
+    CONFIG = WorldConfig
+
+    @classmethod
+    def config_from_dict(cls, data: dict[str, Any]) -> WorldConfig:
+        return world_config_from_dict(data)
 
     def __init__(self, config: WorldConfig) -> None:
         super().__init__()
@@ -63,23 +70,6 @@ class WorldModel(nn.Module):
             metrics.update(r_metrics)
         metrics["loss/total"] = float(loss.detach())
         return loss, metrics
-
-    def save(
-        self,
-        path: str | Path,
-        meta: dict[str, Any] | None = None,
-        trainer_state: dict[str, Any] | None = None,
-    ) -> Path:
-        return save_checkpoint(path, self, self.config, KIND, meta=meta, trainer_state=trainer_state)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-        doc = read_config(path, kind=KIND)
-        model = cls(world_config_from_dict(doc["config"]))
-        load_weights(path, model, device="cpu")
-        return model.to(device).eval()
-
-
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The free-form meta of a world checkpoint (data path, steps trained, action source...)."""
     return dict(read_config(path, kind=KIND).get("meta", {}))
