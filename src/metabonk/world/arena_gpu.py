@@ -90,7 +90,7 @@ def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int =
 
     from metabonk.world.config import diamond_atari_config, scale_sigmas
     from metabonk.world.denoiser import diffusion_target, frames_to_float
-    from metabonk.world.evaluate import controllability, fidelity, real_shifts, reward_metrics
+    from metabonk.world.evaluate import controllability, fidelity, fidelity_report, real_shifts, reward_metrics
     from metabonk.world.world_model import WorldModel
 
     dev = torch.device(device)
@@ -169,15 +169,9 @@ def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int =
         "test_envs": len(test_envs),
         "eval_starts": len(te),
         "horizon": horizon,
-        "psnr_db": fid["psnr"],
-        "copy_last_psnr_db": fid["copy_psnr"],
-        "psnr_item_mean_db": fid["psnr_item_mean"],
-        "copy_last_psnr_item_mean_db": fid["copy_psnr_item_mean"],
-        "ssim": fid["ssim"],
-        "copy_last_ssim": fid["copy_ssim"],
+        **fidelity_report(fid),
         "psnr_db_fp32": fid32["psnr"],
         "ssim_fp32": fid32["ssim"],
-        "psnr_above_copy_every_step": all(a > b for a, b in zip(fid["psnr"], fid["copy_psnr"], strict=True)),
         "controllability": con,
         "reward": rew,
         "loss_history": hist,

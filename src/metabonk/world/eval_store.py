@@ -9,7 +9,7 @@ import torch
 
 from metabonk.common.errors import MetabonkError
 from metabonk.world.data import ACTION_KEYS, WindowData
-from metabonk.world.evaluate import controllability, fidelity, real_shifts, reward_metrics
+from metabonk.world.evaluate import controllability, fidelity, fidelity_report, real_shifts, reward_metrics
 from metabonk.world.world_model import WorldModel, read_meta
 
 
@@ -50,20 +50,12 @@ def evaluate_on_store(
     tw = three._gather(three.index[rng.permutation(len(three.index))[:4096]])
     shifts = real_shifts(tw["obs"], tw["action"], moves, steps=3)
     con = controllability(model, frames[: min(64, len(frames))], moves, steps=3, real_shift=shifts, seed=seed)
-    above = [a > b for a, b in zip(fid["psnr"], fid["copy_psnr"], strict=True)]
     return {
         "horizon": horizon,
         "eval_starts": len(rows),
         "eval_episodes": len(eps),
         "action_key": key,
-        "psnr_db": fid["psnr"],
-        "copy_last_psnr_db": fid["copy_psnr"],
-        "psnr_item_mean_db": fid["psnr_item_mean"],
-        "copy_last_psnr_item_mean_db": fid["copy_psnr_item_mean"],
-        "ssim": fid["ssim"],
-        "copy_last_ssim": fid["copy_ssim"],
-        "psnr_above_copy_steps": int(sum(above)),
-        "psnr_above_copy_every_step": all(above),
+        **fidelity_report(fid),
         "controllability": con,
         **rew,
     }

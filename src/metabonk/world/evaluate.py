@@ -130,6 +130,22 @@ def fidelity(
     }
 
 
+def fidelity_report(fid: dict[str, list[float]]) -> dict[str, Any]:
+    """The result-file fields of a `fidelity` run: per-step PSNR/SSIM of the dream and of copy-last-frame, and
+    at how many steps the dream's PSNR is above copy-last's."""
+    above = [a > b for a, b in zip(fid["psnr"], fid["copy_psnr"], strict=True)]
+    return {
+        "psnr_db": fid["psnr"],
+        "copy_last_psnr_db": fid["copy_psnr"],
+        "psnr_item_mean_db": fid["psnr_item_mean"],
+        "copy_last_psnr_item_mean_db": fid["copy_psnr_item_mean"],
+        "ssim": fid["ssim"],
+        "copy_last_ssim": fid["copy_ssim"],
+        "psnr_above_copy_steps": int(sum(above)),
+        "psnr_above_copy_every_step": all(above),
+    }
+
+
 @torch.no_grad()
 def controllability(
     model: WorldModel,
