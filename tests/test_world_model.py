@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from metabonk.common.errors import MetabonkError
+from metabonk.world.blocks import AdaGroupNorm, GroupNorm, channelwise_group_norm, groups_for
 from metabonk.world.config import UNetConfig, WorldConfig, tiny_config
 from metabonk.world.dream_env import DreamEnv
 from metabonk.world.sampler import karras_sigmas
@@ -68,3 +70,61 @@ def test_checkpoint_round_trip(tmp_path) -> None:
         assert torch.equal(a, b), k
     with pytest.raises(MetabonkError):
         WorldModel.load(tmp_path / "missing")
+
+
+def _group_norm_inputs(dtype: torch.dtype) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    # nonzero, channel-varying means so the between-channel variance term matters
+    x = torch.randn(3, 64, 8, 8, generator=g) * 3 + 2 + torch.randn(1, 64, 1, 1, generator=g)
+    scale, shift = torch.randn(3, 64, generator=g), torch.randn(3, 64, generator=g)
+    return x.to(dtype), groups_for(64, 32), scale, shift
+
+
+def _group_norm_reference(x: torch.Tensor, groups: int, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    y = F.group_norm(x.float(), groups, eps=1e-5)
+    return y * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_channelwise_group_norm_matches_group_norm(memory_format: torch.memory_format) -> None:
+    x, groups, scale, shift = _group_norm_inputs(torch.float32)
+    x = x.contiguous(memory_format=memory_format)
+    out = channelwise_group_norm(x, groups, scale, shift, eps=1e-5)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    torch.testing.assert_close(out, _group_norm_reference(x, groups, scale, shift), rtol=1e-5, atol=1e-5)
+
+
+def test_channelwise_group_norm_bf16() -> None:
+    x, groups, scale, shift = _group_norm_inputs(torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last)
+    out = channelwise_group_norm(x, groups, scale, shift, eps=1e-5)
+    assert out.dtype == torch.bfloat16
+    ref = _group_norm_reference(x, groups, scale, shift)  # fp32 maths on the same bf16 input
+    torch.testing.assert_close(out.float(), ref, rtol=1.6e-2, atol=2e-2)
+
+
+def test_ada_group_norm_paths_agree() -> None:
+    norm = AdaGroupNorm(64, 16, 32)
+    x, _, _, _ = _group_norm_inputs(torch.float32)
+    cond = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        norm.channelwise = False
+        ref = norm(x, cond)
+        norm.channelwise = True
+        out = norm(x.contiguous(memory_format=torch.channels_last), cond)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_unet_group_norm_paths_agree() -> None:
+    norm = GroupNorm(32, 64)
+    with torch.no_grad():  # non-trivial affine parameters
+        norm.weight.normal_(1.0, 0.5, generator=torch.Generator().manual_seed(2))
+        norm.bias.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(3))
+    x, _, _, _ = _group_norm_inputs(torch.float32)
+    with torch.no_grad():
+        plain = torch.nn.GroupNorm(32, 64)
+        plain.load_state_dict(norm.state_dict())
+        ref = plain(x)
+        norm.channelwise = True
+        out = norm(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

@@ -2,13 +2,15 @@
 
 Variants of the same model (DIAMOND's Atari size by default) in one run: eager fp32; bf16 weights +
 channels_last; that plus torch.compile (default mode, max-autotune, or coordinate-descent tuning); and the whole
-k-step sampler captured as a CUDA graph. Timed with
+k-step sampler captured as a CUDA graph. Variant names are tokens joined by "_": compile | cdt | autotune | graph,
+and gn (F.group_norm instead of the channelwise group norm that channels_last CUDA input gets by default). Timed with
 CUDA events after warm-up, median of repeats, random non-zero inputs. Also counts FLOPs per frame and
 reports measured / ceiling. Imports only torch so it runs on bare GPU machines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from typing import Any
 
 import torch
 
+from metabonk.world.blocks import AdaGroupNorm, GroupNorm
 from metabonk.world.config import WorldConfig, diamond_atari_config
 from metabonk.world.world_model import WorldModel
 
@@ -90,6 +93,15 @@ def _graphed(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
     return replay
 
 
+def _inductor_options(cdt: bool) -> contextlib.AbstractContextManager[Any]:
+    """Inductor settings while a variant compiles (compilation happens at its first call)."""
+    if not torch.cuda.is_available():
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(coordinate_descent_tuning=cdt)
+
+
 def run_bench(
     device: torch.device,
     batches: tuple[int, ...] = (1, 1024),
@@ -116,21 +128,21 @@ def run_bench(
             continue
         if v == "eager_fp32":
             models[v] = base
-        else:
-            m = WorldModel(cfg).to(device)
-            m.load_state_dict(base.state_dict())
-            models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
-            if v.endswith("compile"):
-                m.denoiser.inner = torch.compile(m.denoiser.inner, dynamic=False)  # type: ignore[assignment]
-            elif v.endswith("cdt"):  # inductor's coordinate-descent tuning of its own (norm) kernels' launch configs
-                import torch._inductor.config as inductor_config
-
-                inductor_config.coordinate_descent_tuning = True
-                m.denoiser.inner = torch.compile(m.denoiser.inner, dynamic=False)  # type: ignore[assignment]
-            elif v.endswith("autotune"):  # Triton/cuDNN kernel search per shape; graphs captured below
-                m.denoiser.inner = torch.compile(  # type: ignore[assignment]
-                    m.denoiser.inner, dynamic=False, mode="max-autotune-no-cudagraphs"
-                )
+            continue
+        tokens = set(v.split("_"))
+        m = WorldModel(cfg).to(device)
+        m.load_state_dict(base.state_dict())
+        models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
+        if "gn" in tokens:  # F.group_norm instead of the NHWC-friendly channelwise_group_norm
+            for mod in m.modules():
+                if isinstance(mod, AdaGroupNorm | GroupNorm):
+                    mod.channelwise = False
+        if tokens & {"compile", "cdt"}:  # cdt: + inductor's coordinate-descent tuning of its kernels' launch configs
+            m.denoiser.inner = torch.compile(m.denoiser.inner, dynamic=False)  # type: ignore[assignment]
+        elif "autotune" in tokens:  # Triton/cuDNN kernel search per shape; graphs captured below
+            m.denoiser.inner = torch.compile(  # type: ignore[assignment]
+                m.denoiser.inner, dynamic=False, mode="max-autotune-no-cudagraphs"
+            )
     for v, m in models.items():
         for b in batches:
             dtype = torch.float32 if v == "eager_fp32" else torch.bfloat16
@@ -138,10 +150,11 @@ def run_bench(
             if dtype == torch.bfloat16:
                 ctx = ctx.contiguous()
             t_build = time.perf_counter()
+            tokens = set(v.split("_"))
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), _inductor_options(cdt="cdt" in tokens):
                     fn = _sampler_fn(m, ctx, acts, num_steps)
-                    if v.endswith(("graph", "compile", "autotune", "cdt")):
+                    if tokens & {"graph", "compile", "autotune", "cdt"}:
                         fn = _graphed(fn) if device.type == "cuda" else fn
                     sec = _time(fn, device, repeats if b > 64 else repeats * 5, warmup=3)
                     outputs[(v, b)] = fn().float().clone()

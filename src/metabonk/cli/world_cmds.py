@@ -164,7 +164,8 @@ def bench_world_cmd(
     batch: Annotated[int, typer.Option(help="The large batch.")] = 1024,
     variants: Annotated[str, typer.Option(help="Comma-separated: eager_fp32, bf16_cl, bf16_cl_graph, "
                                           "bf16_cl_compile, bf16_cl_compile_cdt, bf16_cl_autotune (slow to "
-                                          "compile). All but eager_fp32 need CUDA.")] =
+                                          "compile); a _gn suffix uses F.group_norm instead of the channelwise "
+                                          "group norm. All but eager_fp32 need CUDA.")] =
         "eager_fp32,bf16_cl,bf16_cl_graph,bf16_cl_compile",
 ) -> None:
     """Dream frames/s at batch 1 and a large batch: eager fp32 vs bf16 / CUDA graph / torch.compile."""
@@ -177,7 +178,8 @@ def bench_world_cmd(
 
     dev = resolve_device(device)
     batches = (1, batch) if dev.type == "cuda" else (1, 16)
-    known = {"eager_fp32", "bf16_cl", "bf16_cl_graph", "bf16_cl_compile", "bf16_cl_compile_cdt", "bf16_cl_autotune"}
+    base = ("bf16_cl", "bf16_cl_graph", "bf16_cl_compile", "bf16_cl_compile_cdt", "bf16_cl_autotune")
+    known = {"eager_fp32", *base, *(f"{v}_gn" for v in base)}
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
     if not chosen or set(chosen) - known:
         raise MetabonkError(f"--variants must name some of {', '.join(sorted(known))}; got '{variants}'")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metabonk.world.blocks import Downsample, FourierFeatures, ResBlock, Upsample, groups_for
+from metabonk.world.blocks import Downsample, FourierFeatures, GroupNorm, ResBlock, Upsample, groups_for
 from metabonk.world.config import WorldConfig
 
 
@@ -52,7 +52,7 @@ class UNet(nn.Module):
                 c = ch
             self.up.append(blocks)
             self.upsample.append(Upsample(c) if level > 0 else nn.Identity())
-        self.norm_out = nn.GroupNorm(groups_for(c, num_groups), c)
+        self.norm_out = GroupNorm(groups_for(c, num_groups), c)
         self.conv_out = nn.Conv2d(c, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
