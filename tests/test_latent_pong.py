@@ -145,3 +145,46 @@ def test_object_motion_features_reach_the_latent() -> None:
     base = LatentActionModel(LAMConfig(width=8, frame_size=64, vq=VQConfig(num_codes=4, code_dim=8))).encoder
     assert enc.head[0].in_features == base.head[0].in_features + 2 * 3 * 64
     assert not torch.allclose(enc(moved), enc(still))
+
+
+def test_fullres_trunk_keeps_a_feature_per_position_and_rejects_bad_settings() -> None:
+    from metabonk.common.errors import MetabonkError
+    from metabonk.latent.lam import conv_trunk
+
+    trunk, width = conv_trunk(LAMConfig(width=8, frame_size=64, trunk="fullres"), cin=9)
+    assert width == 2 * 8 * 8 * 8  # 2w channels at 1/8 resolution, flattened (no pooling)
+    assert trunk(torch.zeros(2, 9, 64, 64)).shape == (2, width)
+    assert conv_trunk(LAMConfig(width=8, frame_size=64, trunk="fullres", crop=32), cin=9)[1] == 2 * 8 * 4 * 4
+    assert conv_trunk(LAMConfig(width=8), cin=9)[1] == 2 * 8 * 16  # pooled: 4x4 whatever the size
+    with pytest.raises(MetabonkError, match="divisible by 8"):
+        conv_trunk(LAMConfig(frame_size=60, trunk="fullres"), cin=9)
+    with pytest.raises(MetabonkError, match="unknown encoder trunk"):
+        conv_trunk(LAMConfig(trunk="wide"), cin=9)
+
+
+def test_fullres_trunk_idm_learns_and_round_trips(tmp_path: Path) -> None:
+    from metabonk.latent.evaluate import evaluate_idm
+    from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
+    from metabonk.latent.synthetic import scrolled_video
+    from metabonk.latent.train import TrainConfig, train_idm
+
+    train, held = scrolled_video(episodes=6, steps=80, size=16, seed=1), scrolled_video(episodes=2, steps=80,
+                                                                                        size=16, seed=2)
+    cfg = TrainConfig(steps=150, batch=32, lr=2e-3, device="cpu", resume=False, quiet=True, save_every=150,
+                      threads=1)
+    idm = train_idm(train, tmp_path / "idm", cfg, labelled=0, model_cfg=IDMConfig(trunk="fullres", width=8))
+    figures = evaluate_idm(idm, held)
+    assert figures["movement_accuracy"] > figures["movement_majority_baseline"] + 0.3, figures
+    loaded = InverseDynamicsModel.load(tmp_path / "idm", "cpu")
+    assert loaded.config.trunk == "fullres"
+    window = held.windows(np.arange(8), idm.config.context)
+    assert torch.equal(loaded.predict(window)["action"], idm.predict(window)["action"])
+
+
+def test_train_lam_rejects_an_unknown_trunk_before_reading_data(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "metabonk", "train", "lam", "--data", str(tmp_path / "none"),
+                        "--out", str(tmp_path / "o"), "--trunk", "wide"], capture_output=True, text=True, timeout=120)
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "--trunk must be one of pooled, fullres, got 'wide'" in lines[0]
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,8 @@ DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT/trainer.pt.")]
 LogdirOpt = Annotated[Path | None, typer.Option(help="TensorBoard directory (default OUT/tb).")]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch (0 = default; 1 suits a busy CPU).")]
+TrunkOpt = Annotated[str, typer.Option(
+    help="Encoder conv trunk: pooled (whole-view motion, Arena) | fullres (small moving objects, Pong).")]
 LabelledOpt = Annotated[int, typer.Option("--labelled-transitions",
                                           help="Labelled transitions used (0 = all).")]
 
@@ -30,6 +32,14 @@ def _train_cfg(steps: int, batch: int, lr: float, device: str, resume: bool, see
         raise MetabonkError("--steps and --batch must be >= 1")
     return TrainConfig(steps=steps, batch=batch, lr=lr, device=device, resume=resume, seed=seed,
                        save_every=max(50, min(500, steps // 5)), threads=threads)
+
+
+def _trunk(name: str) -> str:
+    from metabonk.latent.lam import TRUNKS
+
+    if name not in TRUNKS:
+        raise MetabonkError(f"--trunk must be one of {', '.join(TRUNKS)}, got {name!r}")
+    return name
 
 
 def _split(data: Path) -> tuple[object, object]:
@@ -52,6 +62,7 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
                       help="Object-motion features up to this many px/step (0 = off; Pong: 6).")] = 0,
                   decoder_blocks: Annotated[int, typer.Option(
                       help="Extra dilated decoder blocks for objects moving several px/step (Pong: 3).")] = 0,
+                  trunk: TrunkOpt = "pooled",
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train a latent action model on the frames of a store (actions not needed)."""
@@ -61,9 +72,10 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
 
     if change_weight < 0 or decoder_blocks < 0 or object_shift < 0:
         raise MetabonkError("--change-weight, --object-shift and --decoder-blocks must be >= 0")
+    trunk = _trunk(trunk)
     train, _ = _split(data)
     cfg = LAMConfig(context=context, width=width, crop=crop, change_weight=change_weight,
-                    decoder_blocks=decoder_blocks, object_shift=object_shift,
+                    decoder_blocks=decoder_blocks, object_shift=object_shift, trunk=trunk,
                     vq=VQConfig(num_codes=codes))
     train_lam(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads), cfg, logdir)  # type: ignore[arg-type]
     typer.echo(f"saved LAM to {out}")
@@ -74,6 +86,7 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
                   lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
                   labelled: LabelledOpt = 1000,
                   crop: Annotated[int, typer.Option(help="Classify a centred crop (0 = all).")] = 0,
+                  trunk: TrunkOpt = "pooled",
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train an inverse dynamics model on K labelled transitions of a store."""
@@ -81,9 +94,10 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
     from metabonk.latent.idm import IDMConfig
     from metabonk.latent.train import train_idm
 
+    trunk = _trunk(trunk)
     train, held = _split(data)
     idm = train_idm(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads),  # type: ignore[arg-type]
-                    labelled=labelled, model_cfg=IDMConfig(crop=crop), logdir=logdir)
+                    labelled=labelled, model_cfg=IDMConfig(crop=crop, trunk=trunk), logdir=logdir)
     print_figures(f"IDM {out} (held-out)", evaluate_idm(idm, held, max_transitions=2000))  # type: ignore[arg-type]
 
 

@@ -33,13 +33,15 @@ class IDMConfig:
     crop: int = 0
     """Classify from a centred crop of this size (0 = the whole frame); see LAMConfig.crop."""
     dropout: float = 0.1
+    """Dropout before the classifier (the IDM is trained on few labels)."""
     max_shift: int = 2
     """Largest pixel shift of the motion cost volume (see LAMConfig.max_shift)."""
     object_shift: int = 0
     """Object-motion features of the trunk (see LAMConfig.object_shift; 0 = off)."""
     features: int = 64
     """Width of the trunk's output."""
-    """Dropout before the classifier (the IDM is trained on few labels)."""
+    trunk: str = "pooled"
+    """Conv branch of the trunk (see LAMConfig.trunk): "pooled" or "fullres" (small moving objects)."""
 
     @property
     def window(self) -> int:
@@ -61,7 +63,8 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
         self.register_buffer("move_of", config.movement_index(), persistent=False)
         # The LAM's encoder (motion cost volume + conv branch) as trunk: the same evidence, a wider output.
         trunk_cfg = LAMConfig(context=config.context, width=config.width, max_shift=config.max_shift,
-                              object_shift=config.object_shift, vq=VQConfig(code_dim=config.features))
+                              object_shift=config.object_shift, trunk=config.trunk, crop=config.crop,
+                              frame_size=config.frame_size, vq=VQConfig(code_dim=config.features))
         self.trunk = ActionEncoder(trunk_cfg)
         self.head = nn.Sequential(nn.SiLU(), nn.Dropout(config.dropout),
                                   nn.Linear(config.features, config.num_actions + self.num_movements))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metabonk.common.checkpoint import Checkpointed, config_from_dict
+from metabonk.common.errors import MetabonkError
 from metabonk.latent.frames import clip_windows, to_unit
 from metabonk.latent.vq import VectorQuantizer, VQConfig, codebook_usage
 
@@ -55,6 +56,12 @@ class LAMConfig:
     which the default decoder (reach 8 px) cannot do. 0 = none (the Arena decoder)."""
     change_threshold: float = 0.04
     """Mean absolute channel difference (in [-1, 1] units) above which a pixel counts as changed."""
+    trunk: str = "pooled"
+    """Conv branch of the encoder. "pooled": three stride-2 blocks average-pooled to 4x4 (cheap; enough when
+    the action moves the whole view, as Arena's follow camera does). "fullres": a stride-1 3x3 stem, then
+    three stride-2 blocks, flattened so each feature keeps its position (width*2 x (size/8)^2 features): for
+    a small object whose motion is the action. On Pong a supervised classifier on this trunk reached 87 %
+    movement accuracy in 1,500 CPU steps, where the pooled trunk stayed at the 35 % majority."""
     vq: VQConfig = field(default_factory=VQConfig)
     """The code bottleneck."""
 
@@ -66,6 +73,24 @@ class LAMConfig:
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     k = 4 if stride == 2 else 3
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, 1), nn.SiLU())
+
+
+TRUNKS = ("pooled", "fullres")
+
+
+def conv_trunk(config: LAMConfig, cin: int) -> tuple[nn.Sequential, int]:
+    """The encoder's conv branch for `config.trunk` over `cin` input channels, and its output width."""
+    w = config.width
+    if config.trunk == "pooled":
+        return nn.Sequential(_block(cin, w, 2), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 2),
+                             nn.AdaptiveAvgPool2d(4), nn.Flatten()), 2 * w * 16
+    if config.trunk == "fullres":
+        size = config.crop if 0 < config.crop < config.frame_size else config.frame_size
+        if size % 8:
+            raise MetabonkError(f"the fullres trunk needs a frame (or crop) size divisible by 8, got {size}")
+        return nn.Sequential(_block(cin, w, 1), _block(w, w, 2), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 2),
+                             nn.Flatten()), 2 * w * (size // 8) ** 2
+    raise MetabonkError(f"unknown encoder trunk {config.trunk!r}: expected one of {', '.join(TRUNKS)}")
 
 
 def shifted_stack(x_BCHW: torch.Tensor, s: int) -> torch.Tensor:
@@ -131,13 +156,11 @@ class ActionEncoder(nn.Module):
     def __init__(self, config: LAMConfig) -> None:
         super().__init__()
         self.shift = config.max_shift
-        w, cin = config.width, 3 * (config.window + 1)
-        self.conv = nn.Sequential(_block(cin, w, 2), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 2),
-                                  nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.conv, conv_out = conv_trunk(config, 3 * (config.window + 1))
         n_shift = (2 * self.shift + 1) ** 2
         self.object_shift = config.object_shift
         n_obj = 3 * (config.window - 1) * OBJECT_CELLS ** 2 if self.object_shift > 0 else 0
-        self.head = nn.Sequential(nn.Linear(2 * w * 16 + n_shift + n_obj, 128), nn.SiLU(),
+        self.head = nn.Sequential(nn.Linear(conv_out + n_shift + n_obj, 128), nn.SiLU(),
                                   nn.Linear(128, config.vq.code_dim - 2))
         r = torch.arange(-self.shift, self.shift + 1, dtype=torch.float32)
         grid = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)

@@ -118,6 +118,7 @@ def train_lam(data: TransitionData, out: str | Path, cfg: TrainConfig, model_cfg
     else:
         model_cfg = model_cfg or LAMConfig()
         model_cfg.frame_size = data.frame_size
+        torch.manual_seed(cfg.seed)  # the initial weights follow the run's seed
         model = LatentActionModel(model_cfg).to(device)
     ctx = model.config.context
     fit(model, lambda rng: data.sample(cfg.batch, rng, ctx), cfg, out, "lam", logdir,
@@ -141,6 +142,7 @@ def train_idm(data: TransitionData, out: str | Path, cfg: TrainConfig, labelled:
         model_cfg.num_actions = data.num_actions
         model_cfg.movement = tuple(int(m) for m in data.movement_classes())
         model_cfg.frame_size = data.frame_size
+        torch.manual_seed(cfg.seed)
         model = InverseDynamicsModel(model_cfg).to(device)
     ctx = model.config.context
     fit(model, lambda rng: subset.sample(cfg.batch, rng, ctx, with_actions=True), cfg, out, "idm", logdir,
