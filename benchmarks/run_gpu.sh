@@ -2,10 +2,7 @@
 # One GPU session's measurements (env and policy benchmarks) on a machine that has torch but not
 # the rest of MetaBonk's dependencies: pure-Python wheels travel in .whl/ (see docs/benchmarks.md).
 set -uo pipefail
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+source "$(dirname "$0")/gpu_env.sh"
 OUT=${OUT:-benchmarks/results}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"

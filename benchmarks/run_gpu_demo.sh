@@ -2,11 +2,7 @@
 # `metabonk demo --preset full --device cuda` on a lent GPU machine (torch there, the rest of MetaBonk's
 # pure-Python dependencies carried as wheels in .whl/), then the files worth keeping copied to $OUT.
 set -uo pipefail
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+source "$(dirname "$0")/gpu_env.sh"
 OUT=${OUT:-/tmp/demo-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv

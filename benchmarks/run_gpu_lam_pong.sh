@@ -3,10 +3,7 @@
 # train every variant of benchmarks/lam_pong_sweep.py side by side, write OUT/<variant>.json and copy the
 # best LAM (by probe accuracy) to OUT/best/. Usage: bash benchmarks/run_gpu_lam_pong.sh STORE.tar.xz STEPS
 set -uo pipefail
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+source "$(dirname "$0")/gpu_env.sh"
 OUT=${OUT:-benchmarks/results/lam-pong}
 CKPT=/tmp/lam-pong-ckpt
 mkdir -p "$OUT" "$CKPT" /tmp/store && tar -xJf "$1" -C /tmp/store
