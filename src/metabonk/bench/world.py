@@ -22,6 +22,10 @@ from metabonk.world.blocks import AdaGroupNorm, GroupNorm
 from metabonk.world.config import WorldConfig, diamond_atari_config
 from metabonk.world.world_model import WorldModel
 
+_BF16_BASE = ("bf16_cl", "bf16_cl_graph", "bf16_cl_compile", "bf16_cl_compile_cdt", "bf16_cl_autotune")
+VARIANTS = ("eager_fp32", *_BF16_BASE, *(f"{v}_gn" for v in _BF16_BASE))
+"""Every variant run_bench knows: the name's "_"-joined tokens say what it does (see the module docstring)."""
+
 BF16_PEAK_TFLOPS = {"h100": 989.0, "h200": 989.0}
 """Dense bf16 tensor-core peak (datasheet); the project measured 782 TFLOP/s on an H100 matmul."""
 
@@ -123,13 +127,14 @@ def run_bench(
     rows: list[dict[str, Any]] = []
     outputs: dict[tuple[str, int], torch.Tensor] = {}
     models: dict[str, WorldModel] = {}
+    tokens_of = {v: set(v.split("_")) for v in variants}
     for v in variants:
         if v != "eager_fp32" and device.type != "cuda":
             continue
         if v == "eager_fp32":
             models[v] = base
             continue
-        tokens = set(v.split("_"))
+        tokens = tokens_of[v]
         m = WorldModel(cfg).to(device)
         m.load_state_dict(base.state_dict())
         models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
@@ -150,7 +155,7 @@ def run_bench(
             if dtype == torch.bfloat16:
                 ctx = ctx.contiguous()
             t_build = time.perf_counter()
-            tokens = set(v.split("_"))
+            tokens = tokens_of[v]
             try:
                 with torch.inference_mode(), _inductor_options(cdt="cdt" in tokens):
                     fn = _sampler_fn(m, ctx, acts, num_steps)

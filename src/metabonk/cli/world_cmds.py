@@ -172,17 +172,15 @@ def bench_world_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from metabonk.bench.world import run_bench
+    from metabonk.bench.world import VARIANTS, run_bench
     from metabonk.common.device import device_label, resolve_device
     from metabonk.common.results import write_result
 
     dev = resolve_device(device)
     batches = (1, batch) if dev.type == "cuda" else (1, 16)
-    base = ("bf16_cl", "bf16_cl_graph", "bf16_cl_compile", "bf16_cl_compile_cdt", "bf16_cl_autotune")
-    known = {"eager_fp32", *base, *(f"{v}_gn" for v in base)}
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
-    if not chosen or set(chosen) - known:
-        raise MetabonkError(f"--variants must name some of {', '.join(sorted(known))}; got '{variants}'")
+    if not chosen or set(chosen) - set(VARIANTS):
+        raise MetabonkError(f"--variants must name some of {', '.join(sorted(VARIANTS))}; got '{variants}'")
     res = run_bench(dev, batches=batches, variants=chosen, repeats=20 if dev.type == "cuda" else 3,
                     log=lambda s: None)
     t = Table(
