@@ -3,7 +3,10 @@
 Variants of the same model (DIAMOND's Atari size by default) in one run: eager fp32; bf16 weights +
 channels_last; that plus torch.compile (default mode, max-autotune, or coordinate-descent tuning); and the whole
 k-step sampler captured as a CUDA graph. Variant names are tokens joined by "_": compile | cdt | autotune | graph,
-and gn (F.group_norm instead of the channelwise group norm that channels_last CUDA input gets by default). Timed with
+and gn (F.group_norm instead of the channelwise group norm that channels_last CUDA input gets by default); and
+fused_bf16 / fused_fp8: the denoiser network replaced by `metabonk.world.fused_unet.FusedInner` (Triton
+implicit-GEMM convolutions with the group norms folded in; FP8 e4m3 tensor cores for the convolutions of normalised
+activations), launch configurations tuned per layer shape, the sampler captured as a CUDA graph. Timed with
 CUDA events after warm-up, median of repeats, random non-zero inputs. Also counts FLOPs per frame and
 reports measured / ceiling. Imports only torch so it runs on bare GPU machines.
 """
@@ -23,11 +26,15 @@ from metabonk.world.config import WorldConfig, diamond_atari_config
 from metabonk.world.world_model import WorldModel
 
 _BF16_BASE = ("bf16_cl", "bf16_cl_graph", "bf16_cl_compile", "bf16_cl_compile_cdt", "bf16_cl_autotune")
-VARIANTS = ("eager_fp32", *_BF16_BASE, *(f"{v}_gn" for v in _BF16_BASE))
+VARIANTS = ("eager_fp32", *_BF16_BASE, *(f"{v}_gn" for v in _BF16_BASE), "fused_bf16", "fused_fp8")
 """Every variant run_bench knows: the name's "_"-joined tokens say what it does (see the module docstring)."""
 
 BF16_PEAK_TFLOPS = {"h100": 989.0, "h200": 989.0}
 """Dense bf16 tensor-core peak (datasheet); the project measured 782 TFLOP/s on an H100 matmul."""
+FP8_PEAK_TFLOPS = {"h100": 1979.0, "h200": 1979.0}
+"""Dense FP8 tensor-core peak (datasheet)."""
+HBM_TB_S = {"h100": 3.35, "h200": 4.8}
+"""HBM bandwidth (datasheet), for the bytes-per-frame ceiling of the fused variants."""
 
 
 def flops_per_frame(model: WorldModel, num_steps: int) -> float:
@@ -126,6 +133,7 @@ def run_bench(
     params = sum(p.numel() for p in base.denoiser.parameters())
     rows: list[dict[str, Any]] = []
     outputs: dict[tuple[str, int], torch.Tensor] = {}
+    traffic: dict[tuple[str, int], float] = {}
     models: dict[str, WorldModel] = {}
     tokens_of = {v: set(v.split("_")) for v in variants}
     for v in variants:
@@ -135,6 +143,14 @@ def run_bench(
             models[v] = base
             continue
         tokens = tokens_of[v]
+        if "fused" in tokens:
+            from metabonk.world.fused_unet import fuse_denoiser
+
+            m = WorldModel(cfg).to(device)
+            m.load_state_dict(base.state_dict())
+            fuse_denoiser(m.eval(), "fp8" if "fp8" in tokens else "bf16")
+            models[v] = m
+            continue
         m = WorldModel(cfg).to(device)
         m.load_state_dict(base.state_dict())
         models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
@@ -150,7 +166,8 @@ def run_bench(
             )
     for v, m in models.items():
         for b in batches:
-            dtype = torch.float32 if v == "eager_fp32" else torch.bfloat16
+            fused = "fused" in tokens_of[v]
+            dtype = torch.float32 if v == "eager_fp32" or fused else torch.bfloat16
             ctx, acts = _inputs(cfg, b, device, dtype)
             if dtype == torch.bfloat16:
                 ctx = ctx.contiguous()
@@ -159,7 +176,14 @@ def run_bench(
             try:
                 with torch.inference_mode(), _inductor_options(cdt="cdt" in tokens):
                     fn = _sampler_fn(m, ctx, acts, num_steps)
-                    if tokens & {"graph", "compile", "autotune", "cdt"}:
+                    if fused:  # time each layer shape's launch configurations once, before graph capture
+                        inner = m.denoiser.inner
+                        with inner.tuning():  # type: ignore[operator]
+                            fn()
+                        inner.traffic_bytes = 0  # type: ignore[union-attr]
+                        fn()
+                        traffic[(v, b)] = inner.traffic_bytes / b  # type: ignore[union-attr,operator]
+                    if tokens & {"graph", "compile", "autotune", "cdt", "fused"}:
                         fn = _graphed(fn) if device.type == "cuda" else fn
                     sec = _time(fn, device, repeats if b > 64 else repeats * 5, warmup=3)
                     outputs[(v, b)] = fn().float().clone()
@@ -176,6 +200,9 @@ def run_bench(
                 "tflops": fps * flops / 1e12,
                 "setup_s": time.perf_counter() - t_build,
             }
+            if (v, b) in traffic:
+                row["hbm_bytes_per_frame"] = traffic[(v, b)]
+                row["hbm_tb_s"] = traffic[(v, b)] * fps / 1e12
             rows.append(row)
             log(
                 f"{v:16s} batch {b:5d}: {fps:10.1f} frames/s {sec * 1000:8.2f} ms {row['tflops']:.1f} TFLOP/s"
@@ -193,6 +220,8 @@ def run_bench(
         label = device_label(device)
     peak = BF16_PEAK_TFLOPS.get(label)
     ceiling = peak * 1e12 / flops if peak else None
+    hbm = HBM_TB_S.get(label)
+    mem_ceiling = {f"{v}_b{b}": hbm * 1e12 / t for (v, b), t in traffic.items()} if hbm else {}
     best = max((r["frames_per_s"] for r in rows), default=0.0)
     return {
         "model": "DIAMOND Atari size" if config is None else "custom",
@@ -203,7 +232,12 @@ def run_bench(
         "flops_per_frame": flops,
         "bytes_per_frame_io_bf16": (cfg.num_context + 1) * cfg.img_channels * cfg.frame_size**2 * 2,
         "bf16_peak_tflops": peak,
+        "fp8_peak_tflops": FP8_PEAK_TFLOPS.get(label),
+        "hbm_tb_s": hbm,
         "compute_ceiling_frames_per_s": ceiling,
+        "compute_ceiling_fp8_frames_per_s": FP8_PEAK_TFLOPS[label] * 1e12 / flops if label in FP8_PEAK_TFLOPS else None,
+        "fused_hbm_bytes_per_frame": {f"{v}_b{b}": t for (v, b), t in traffic.items()},
+        "memory_ceiling_frames_per_s": mem_ceiling,
         "best_frames_per_s": best,
         "best_over_ceiling": best / ceiling if ceiling else None,
         "rows": rows,

@@ -84,6 +84,28 @@ def gather(d: dict[str, torch.Tensor], starts: torch.Tensor, n_frames: int) -> d
     return {"obs": obs, **{key: d[key][idx, n[:, None]] for key in ("action", "reward", "terminated")}}
 
 
+def fused_fidelity(model: torch.nn.Module, obs: torch.Tensor, actions: torch.Tensor, horizon: int) -> dict[str, object]:
+    """The same open-loop dreams with the fused Triton denoiser (bf16 and FP8): PSNR/SSIM per step, and the PSNR
+    of each against the eager fp32 model's dream of the same starts and noise (how much the kernels change)."""
+    from metabonk.world.evaluate import fidelity
+    from metabonk.world.fused_unet import fuse_denoiser
+
+    res: dict[str, object] = {}
+    original = model.denoiser.inner  # type: ignore[union-attr]
+    try:
+        for precision in ("bf16", "fp8"):
+            fuse_denoiser(model, precision)
+            fid = fidelity(model, obs, actions, horizon, bf16=False)
+            res[f"psnr_db_fused_{precision}"] = fid["psnr"]
+            res[f"ssim_fused_{precision}"] = fid["ssim"]
+            model.denoiser.inner = original  # type: ignore[union-attr]
+    except Exception as e:  # reported in the result, the rest of the evaluation stands
+        res["fused_error"] = f"{type(e).__name__}: {e}"[:500]
+    finally:
+        model.denoiser.inner = original  # type: ignore[union-attr]
+    return res
+
+
 def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int = 128, num_envs: int = 512,
          device: str = "cuda") -> None:
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -150,6 +172,7 @@ def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int =
     ev = gather(d, te, k + horizon)
     fid = fidelity(model, ev["obs"], ev["action"], horizon)
     fid32 = fidelity(model, ev["obs"], ev["action"], horizon, bf16=False)
+    fused = fused_fidelity(model, ev["obs"], ev["action"], horizon)
     moves = list(range(9))
     ctl_rows = windows(d, 4, 1, test_envs)
     ctl = gather(d, ctl_rows[torch.randperm(len(ctl_rows), device=dev, generator=g)[:2048]], 4)
@@ -172,6 +195,7 @@ def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int =
         **fidelity_report(fid),
         "psnr_db_fp32": fid32["psnr"],
         "ssim_fp32": fid32["ssim"],
+        **fused,
         "controllability": con,
         "reward": rew,
         "loss_history": hist,
