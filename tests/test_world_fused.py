@@ -46,24 +46,61 @@ def _bare(fused_mod):
     return f
 
 
-@pytest.mark.parametrize("case", ["plain", "stride2", "upsample", "residual", "skip"])
+def _subpixel_conv(x: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Nearest-2x upsampling + 3x3 conv computed as four 2x2 convs of x (k: [4, cout, cin, 2, 2])."""
+    B, _, H, W = x.shape
+    out = x.new_zeros(B, k.shape[1], 2 * H, 2 * W)
+    xp = F.pad(x, (1, 1, 1, 1))
+    for phase in range(4):
+        py, px = divmod(phase, 2)
+        out[:, :, py::2, px::2] = F.conv2d(xp[:, :, py : py + H + 1, px : px + W + 1], k[phase], bias)
+    return out
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+def test_norm_pass_of_a_concatenation_with_the_blocks_1x1_skip(fused, fp8: bool) -> None:
+    torch.manual_seed(4)
+    B, H, C, G = 2, 8, 32, 8
+    x1, x2 = torch.randn(B, C, H, H).bfloat16().float() * 2 + 1, torch.randn(B, C, H, H).bfloat16().float()
+    cat = torch.cat([x1, x2], 1)
+    mods = torch.randn(B, 4 * C) * 0.3  # [scale(2C), shift(2C)]
+    skip = nn.Conv2d(2 * C, 32, 1)
+    f = _bare(fused)
+    f.precision = "fp8" if fp8 else "bf16"
+    parts = [(_nhwc(x), torch.stack([x.sum((2, 3)), x.pow(2).sum((2, 3))], 1)) for x in (x1, x2)]
+    norm = fused.NormSpec(2 * C, G, 1e-5, 0)
+    with torch.no_grad():
+        act, sk = f.norm_act(parts, norm, mods, skip_w=fused.pack_conv(nn.Conv2d(C, 32, 3, padding=1),
+                                                                        skip=skip).ws)
+        ref = F.silu(F.group_norm(cat, G, eps=1e-5) * (1 + mods[:, : 2 * C, None, None]) + mods[:, 2 * C :, None, None])
+        ref_skip = F.conv2d(cat, skip.weight.bfloat16().float())  # (its bias goes to the block's second conv)
+    rel = 0.0625 if fp8 else 0.01  # elementwise, half a unit in the last place: e4m3 keeps 3 mantissa bits
+    assert bool(((_nchw(act) - ref).abs() <= rel * ref.abs() + 0.02).all())
+    assert (_nchw(sk) - ref_skip).abs().max() < 0.01 * ref_skip.abs().max()
+
+
+def test_subpixel_weights_equal_upsample_then_conv(fused) -> None:
+    torch.manual_seed(3)
+    w, b, x = torch.randn(8, 4, 3, 3), torch.randn(8), torch.randn(2, 4, 5, 7)
+    ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b, padding=1)
+    torch.testing.assert_close(_subpixel_conv(x, fused.subpixel_weights(w), b), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["plain", "stride2", "upsample", "residual"])
 def test_conv_kernel_matches_conv2d_and_its_statistics(fused, case: str) -> None:
     torch.manual_seed(0)
     B, C, H = 2, 32, 8
     conv = nn.Conv2d(C, 32, 3, padding=1, stride=2 if case == "stride2" else 1)
-    skip = nn.Conv2d(2 * C, 32, 1) if case == "skip" else None
-    spec = fused.pack_conv(conv, upsample=case == "upsample", skip=skip)
+    spec = fused.pack_conv(conv, upsample=case == "upsample")
     x = torch.randn(B, C, H, H).bfloat16().float()
-    inp = F.interpolate(x, scale_factor=2.0, mode="nearest") if case == "upsample" else x
-    ref = F.conv2d(inp, conv.weight.bfloat16().float(), conv.bias, stride=conv.stride, padding=1)
+    if case == "upsample":  # the kernel's sub-pixel form, weights rounded as the kernel has them
+        ref = _subpixel_conv(x, fused.subpixel_weights(conv.weight.detach()).bfloat16().float(), conv.bias)
+    else:
+        ref = F.conv2d(x, conv.weight.bfloat16().float(), conv.bias, stride=conv.stride, padding=1)
     kw: dict[str, object] = {}
     if case == "residual":
         r = torch.randn_like(ref).bfloat16().float()
         kw["residual"], ref = _nhwc(r), ref + r
-    if case == "skip":
-        s1, s2 = torch.randn(B, C, H, H).bfloat16().float(), torch.randn(B, C, H, H).bfloat16().float()
-        kw["skips"] = [_nhwc(s1), _nhwc(s2)]
-        ref = ref + F.conv2d(torch.cat([s1, s2], 1), skip.weight.bfloat16().float(), skip.bias)
     stats = torch.zeros(B, 2, 32)
     with torch.no_grad():
         out = _nchw(_bare(fused).conv(spec, _nhwc(x), stats, **kw))
@@ -74,21 +111,23 @@ def test_conv_kernel_matches_conv2d_and_its_statistics(fused, case: str) -> None
     torch.testing.assert_close(stats, want, rtol=1e-3, atol=1e-2)
 
 
-def test_every_launch_configuration_gives_the_same_result(fused) -> None:
+@pytest.mark.parametrize("cin", [32, 128])
+def test_every_launch_configuration_gives_the_same_result(fused, cin: int) -> None:
     torch.manual_seed(1)
-    conv = nn.Conv2d(32, 32, 3, padding=1)
+    conv = nn.Conv2d(cin, 64, 3, padding=1)
     spec = fused.pack_conv(conv)
-    x = _nhwc(torch.randn(2, 32, 16, 16))
+    x = _nhwc(torch.randn(3, cin, 16, 16))
+    ref = F.conv2d(_nchw(x), conv.weight.bfloat16().float(), conv.bias, padding=1).detach()
     f = _bare(fused)
-    outs = []
-    for cfg in fused.CONV_CONFIGS:
-        f.best = {}
-        f._config = lambda key, hw, run, stats, cfg=cfg: cfg  # force this configuration
-        stats = torch.zeros(2, 2, 32)
-        outs.append((f.conv(spec, x, stats).float(), stats))
-    for out, st in outs[1:]:
-        torch.testing.assert_close(out, outs[0][0], rtol=0, atol=1e-2)
-        torch.testing.assert_close(st, outs[0][1], rtol=1e-4, atol=1e-3)
+    cands = fused._conv_candidates(256, cin, 64)
+    assert any(c["SWAP"] for c in cands) and any(c["BM"] == 256 for c in cands)
+    assert any(c.get("BK") == 128 for c in cands) == (cin == 128)
+    for cfg in cands:  # tile sizes, transposed MMA, pipeline depth, BK 128
+        f._config = lambda key, hw, cands, run, stats, cfg=cfg: cfg  # force this configuration
+        stats = torch.zeros(3, 2, 64)
+        out = _nchw(f.conv(spec, x, stats))
+        assert (out - ref).abs().max() < 0.02 * ref.abs().max() + 0.02, cfg
+        torch.testing.assert_close(stats[:, 0], ref.sum((2, 3)), rtol=1e-3, atol=1e-2, msg=str(cfg))
 
 
 def _model(channels: tuple[int, ...] = (32, 32, 32), groups: int = 8) -> WorldModel:
@@ -163,3 +202,34 @@ def test_unsupported_shapes_and_precisions_are_clear_errors(fused) -> None:
     args[2] = torch.rand(3, 2, 3, 12, 12)
     with pytest.raises(MetabonkError, match="power-of-two frame"):
         fused.FusedInner(inner, "bf16")(*args)
+
+
+def test_dream_env_with_fused_kernels_dreams_like_eager(fused) -> None:
+    from metabonk.world.dream_env import DreamEnv
+
+    frames = torch.randint(0, 256, (2, 2, 16, 16, 3), dtype=torch.uint8)
+    acts = torch.randint(0, 5, (2, 2))
+    dreams = []
+    for kernels in ("eager", "fused_bf16"):
+        env = DreamEnv(_model(), seed=0, bf16=False, kernels=kernels)
+        env.reset(frames, acts)
+        dreams.append(torch.stack([env.step(torch.tensor([1, 3]))[0] for _ in range(2)]).float())
+    assert isinstance(env.model.denoiser.inner, fused.FusedInner)
+    assert (dreams[0] - dreams[1]).abs().mean() < 2.0  # uint8 pixels: ~rounding of bf16 activations
+    with pytest.raises(MetabonkError, match="kernels"):
+        DreamEnv(_model(), kernels="fused_int4")
+
+
+def test_dream_cli_rejects_unknown_kernels_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    from metabonk.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["metabonk", "dream", str(tmp_path / "none"), "--data", str(tmp_path),
+                                      "--out", str(tmp_path / "d.gif"), "--kernels", "cudnn"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "--kernels must be one of eager, fused_bf16, fused_fp8" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -55,21 +55,26 @@ def dream_cmd(
     episode: Annotated[int, typer.Option(help="Episode index in the store.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    kernels: Annotated[str, typer.Option(help="eager | fused_bf16 | fused_fp8 (Triton kernels, CUDA only).")] =
+        "eager",
 ) -> None:
     """Dream beside a real trajectory with the same actions and write a side-by-side GIF."""
     from metabonk.common.device import resolve_device
     from metabonk.data.store import EpisodeStore
     from metabonk.world.data import ACTION_KEYS
+    from metabonk.world.dream_env import KERNELS
     from metabonk.world.dream_gif import dream_beside_real, write_side_by_side_gif
     from metabonk.world.evaluate import psnr
     from metabonk.world.world_model import WorldModel
 
+    if kernels not in KERNELS:
+        raise MetabonkError(f"--kernels must be one of {', '.join(KERNELS)}, got '{kernels}'")
     model = WorldModel.load(ckpt, device=resolve_device(device))
     key = ACTION_KEYS[model.config.action_source]
     ep = EpisodeStore.open(data).episode(episode, keys=["obs", key])
     import torch
 
-    real, dream = dream_beside_real(model, ep["obs"], ep[key], steps, seed=seed)
+    real, dream = dream_beside_real(model, ep["obs"], ep[key], steps, seed=seed, kernels=kernels)
     write_side_by_side_gif(real, dream, out)
     p = psnr(torch.from_numpy(dream), torch.from_numpy(real))
     typer.echo(
@@ -165,7 +170,8 @@ def bench_world_cmd(
     variants: Annotated[str, typer.Option(help="Comma-separated: eager_fp32, bf16_cl, bf16_cl_graph, "
                                           "bf16_cl_compile, bf16_cl_compile_cdt, bf16_cl_autotune (slow to "
                                           "compile); a _gn suffix uses F.group_norm instead of the channelwise "
-                                          "group norm. All but eager_fp32 need CUDA.")] =
+                                          "group norm; fused_bf16, fused_fp8: the fused Triton kernels. All but "
+                                          "eager_fp32 need CUDA.")] =
         "eager_fp32,bf16_cl,bf16_cl_graph,bf16_cl_compile",
 ) -> None:
     """Dream frames/s at batch 1 and a large batch: eager fp32 vs bf16 / CUDA graph / torch.compile."""

@@ -26,6 +26,10 @@ def _as_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -
     return t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
 
 
+KERNELS = ("eager", "fused_bf16", "fused_fp8")
+"""How DreamEnv runs the denoiser: PyTorch modules, or the fused Triton kernels (CUDA; docs/world.md)."""
+
+
 class DreamEnv:
     """N dreams stepped together on the model's device."""
 
@@ -36,7 +40,14 @@ class DreamEnv:
         max_episode_steps: int = 1000,
         bf16: bool | None = None,
         seed: int | None = None,
+        kernels: str = "eager",
     ) -> None:
+        if kernels not in KERNELS:
+            raise MetabonkError(f"kernels must be one of {', '.join(KERNELS)}, got '{kernels}'")
+        if kernels != "eager":  # swaps the model's denoiser network in place (state_dict unchanged)
+            from metabonk.world.fused_unet import fuse_denoiser
+
+            fuse_denoiser(model, kernels.removeprefix("fused_"))
         self.model = model.eval()
         cfg = model.config
         self.num_actions = cfg.num_actions

@@ -14,14 +14,14 @@ from metabonk.world.world_model import WorldModel
 
 
 def dream_beside_real(
-    model: WorldModel, obs: np.ndarray, actions: np.ndarray, steps: int, seed: int = 0
+    model: WorldModel, obs: np.ndarray, actions: np.ndarray, steps: int, seed: int = 0, kernels: str = "eager"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(real, dream) uint8 [steps,H,W,3] from episode arrays obs [T+1,...] and actions [T]."""
     k = model.config.num_context
     steps = min(steps, len(actions) - k + 1)
     if steps < 1:
         raise MetabonkError(f"the episode is too short to dream from {k} context frames")
-    env = DreamEnv(model, seed=seed)
+    env = DreamEnv(model, seed=seed, kernels=kernels)
     env.reset(torch.from_numpy(obs[None, :k]), torch.from_numpy(actions[None, :k]))
     dream = [env.step(torch.tensor([int(actions[k - 1 + t])]))[0][0].cpu().numpy() for t in range(steps)]
     return np.asarray(obs[k : k + steps]), np.stack(dream)

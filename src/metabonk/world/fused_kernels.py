@@ -5,18 +5,21 @@ Hand-written because no library does this for us: cuDNN's convolutions cannot ta
 statistics in their epilogue, PyTorch has no FP8 convolution, and torch.compile leaves the convolutions to
 cuDNN and the norms as separate memory-bound reductions (docs/world.md: ~50 % of the sampler's time).
 
-Data layout: activations are NHWC (`[B, H, W, C]`, contiguous), weights `[N_PAD, KH*KW*CIN]` with the reduction
+Data layout: activations are NHWC (`[B, H, W, C]`, contiguous), weights `[N_PAD, TAPS*CIN]` with the reduction
 index k = tap*CIN + c (K contiguous, the operand layout FP8 tensor-core MMAs need).
 
-- `conv_kernel`: out = conv(x) [+ 1x1 conv of up to two raw skip tensors] + bias [+ residual], written bf16 (or
+- `conv_kernel`: out = conv(x) + bias [+ residual], written bf16 (or
   fp32), and, when STATS, the per-(sample, channel) sum and sum of squares of the output accumulated with atomics
   into `stats[B, 2, COUT]`, so the next group norm needs no pass of its own over the tensor. 3x3 or 1x1 taps,
-  stride 1 or 2, or nearest-2x upsampling folded into the input indexing. The input may be bf16 or FP8 (e4m3);
-  with FP8 weights each output channel is multiplied by its dequantisation scale.
-- `norm_act_kernel`: y = SiLU(x * a + b) where a, b come from the group statistics of the (possibly
-  concatenated) input and the per-sample AdaGN scale/shift, written bf16 or FP8 into a channel slice of the
-  conv's input tensor. Each program reduces the group statistics for its own sample (a few hundred flops) so no
-  separate "finalize" launch is needed.
+  stride 1 or 2. Nearest-2x upsampling followed by a 3x3 conv runs as four 2x2 convs of the low-resolution input,
+  one per output phase (sub-pixel form: the same result with 4 taps instead of 9; weights combined at packing).
+  The input may be bf16 or FP8 (e4m3); with FP8 weights each output channel is multiplied by its dequantisation
+  scale. The residual tile is loaded before the main loop so its latency hides behind it.
+- `norm_act_kernel`: y = SiLU(x * a + b) where a, b come from the group statistics of the input (one tensor or
+  the concatenation of two) and the per-sample AdaGN scale/shift, written bf16 or FP8 as the next conv's input.
+  Each program reduces the group statistics of its own sample (a few hundred flops), so no "finalize" launch.
+  A res-block's 1x1 skip convolution runs here too, on the raw tiles this pass reads anyway; the block's second
+  conv adds its result as the residual.
 
 A program's rows all belong to one sample (BM divides H*W), which keeps the statistics one atomic per channel.
 """
@@ -31,92 +34,114 @@ FP8_MAX = 448.0
 
 
 @triton.jit
-def _k_step(acc, x_ptr, w_ptr, kk, oh, ow, offs_n, Hin, Win, Ho, Wo,
-            CIN: tl.constexpr, KSIZE: tl.constexpr, STRIDE: tl.constexpr, UPSAMPLE: tl.constexpr,
-            BK: tl.constexpr, UPCAST: tl.constexpr):
+def _k_step(acc, x_ptr, w_ptr, kk, oh, ow, py, px, offs_n, Hin, Win,
+            CIN: tl.constexpr, KSIZE: tl.constexpr, STRIDE: tl.constexpr, SUBPIXEL: tl.constexpr,
+            BK: tl.constexpr, UPCAST: tl.constexpr, SWAP: tl.constexpr):
     """One reduction step: acc += the [BM, BK] input tile of tap kk // (CIN // BK), channels
-    (kk % (CIN // BK)) * BK.., times its [BK, BN] weight tile. x_ptr points at this program's sample."""
+    (kk % (CIN // BK)) * BK.., times its [BK, BN] weight tile. x_ptr points at this program's sample.
+    SWAP: acc is [BN, BM] = W x^T (output channels on the MMA's M, pixels on its N: wider MMAs for 64 channels).
+    SUBPIXEL: (oh, ow) index the low-resolution input grid and taps are the 2x2 of output phase (py, px)."""
     CHUNKS: tl.constexpr = CIN // BK
-    PAD: tl.constexpr = KSIZE // 2
     KTOT: tl.constexpr = KSIZE * KSIZE * CIN
     tap = kk // CHUNKS
     c0 = (kk % CHUNKS) * BK
-    dy = tap // KSIZE - PAD
-    dx = tap % KSIZE - PAD
-    if UPSAMPLE:  # conv over the nearest-2x upsampled input: output grid Ho x Wo = 2 Hin x 2 Win
-        uh = oh + dy
-        uw = ow + dx
-        valid = (uh >= 0) & (uh < Ho) & (uw >= 0) & (uw < Wo)
-        ih = tl.maximum(uh, 0) // 2
-        iw = tl.maximum(uw, 0) // 2
+    if SUBPIXEL:
+        ih = oh + tap // 2 - 1 + py
+        iw = ow + tap % 2 - 1 + px
     else:
-        ih = oh * STRIDE + dy
-        iw = ow * STRIDE + dx
-        valid = (ih >= 0) & (ih < Hin) & (iw >= 0) & (iw < Win)
+        ih = oh * STRIDE + tap // KSIZE - KSIZE // 2
+        iw = ow * STRIDE + tap % KSIZE - KSIZE // 2
+    valid = (ih >= 0) & (ih < Hin) & (iw >= 0) & (iw < Win)
     offs_k = tl.arange(0, BK)
     x = tl.load(x_ptr + ((ih * Win + iw) * CIN)[:, None] + (c0 + offs_k)[None, :], mask=valid[:, None], other=0.0)
-    w = tl.load(w_ptr + (offs_n * KTOT)[None, :] + (tap * CIN + c0 + offs_k)[:, None])
+    if SWAP:
+        w = tl.load(w_ptr + (offs_n * KTOT)[:, None] + (tap * CIN + c0 + offs_k)[None, :])
+    else:
+        w = tl.load(w_ptr + (offs_n * KTOT)[None, :] + (tap * CIN + c0 + offs_k)[:, None])
     if UPCAST:  # Triton's CPU interpreter (tests) mis-multiplies bf16 operands; same values in fp32
         x = x.to(tl.float32)
         w = w.to(tl.float32)
-    return tl.dot(x, w, acc)
+    if SWAP:
+        acc = tl.dot(w, tl.trans(x), acc)
+    else:
+        acc = tl.dot(x, w, acc)
+    return acc
 
 
 @triton.jit
-def _skip_dot(acc, s_ptr, ws_ptr, r, offs_n, C: tl.constexpr, C_OFF: tl.constexpr, CSTOT: tl.constexpr,
-              BKS: tl.constexpr, UPCAST: tl.constexpr):
-    """acc += s[r, :C] @ ws[:, C_OFF:C_OFF+C].T (a 1x1 convolution of a raw bf16 tensor; s_ptr at the sample)."""
-    offs_k = tl.arange(0, BKS)
-    for c0 in tl.static_range(0, C, BKS):
-        s = tl.load(s_ptr + (r * C)[:, None] + (c0 + offs_k)[None, :])
-        w = tl.load(ws_ptr + (offs_n * CSTOT)[None, :] + (C_OFF + c0 + offs_k)[:, None])
-        if UPCAST:
-            s = s.to(tl.float32)
-            w = w.to(tl.float32)
-        acc = tl.dot(s, w, acc)
-    return acc
+def _skip_dot(acc, s, ws_ptr, C: tl.constexpr, C_OFF: tl.constexpr, CSTOT: tl.constexpr, NS: tl.constexpr,
+              UPCAST: tl.constexpr):
+    """acc += s[:, :C] @ ws[:, C_OFF:C_OFF+C].T: a 1x1 convolution of a raw bf16 tile s [BP, C] (NS outputs)."""
+    w = tl.load(ws_ptr + (tl.arange(0, NS) * CSTOT)[None, :] + (C_OFF + tl.arange(0, C))[:, None])
+    if UPCAST:
+        s = s.to(tl.float32)
+        w = w.to(tl.float32)
+    return tl.dot(s, w, acc)
+
+
+@triton.jit
+def _acc_zeros(BM: tl.constexpr, BN: tl.constexpr, SWAP: tl.constexpr):
+    if SWAP:
+        z = tl.zeros((BN, BM), dtype=tl.float32)
+    else:
+        z = tl.zeros((BM, BN), dtype=tl.float32)
+    return z
 
 
 @triton.jit
 def conv_kernel(
     x_ptr, w_ptr, wscale_ptr, bias_ptr,
-    s1_ptr, s2_ptr, ws_ptr, res_ptr,
-    out_ptr, stats_ptr,
+    res_ptr, out_ptr, stats_ptr,
     Hin, Win, Ho, Wo,
-    CIN: tl.constexpr, COUT: tl.constexpr, KSIZE: tl.constexpr, STRIDE: tl.constexpr, UPSAMPLE: tl.constexpr,
-    WSCALE: tl.constexpr, CS1: tl.constexpr, CS2: tl.constexpr, RESIDUAL: tl.constexpr, STATS: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BKS: tl.constexpr,
-    NUM_STAGES: tl.constexpr, UPCAST: tl.constexpr,
+    CIN: tl.constexpr, COUT: tl.constexpr, KSIZE: tl.constexpr, STRIDE: tl.constexpr, SUBPIXEL: tl.constexpr,
+    WSCALE: tl.constexpr, RESIDUAL: tl.constexpr, STATS: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    NUM_STAGES: tl.constexpr, UPCAST: tl.constexpr, SWAP: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    """One output tile (BM pixels x BN channels) per program; program axis 1 is the output phase if SUBPIXEL."""
+    pid = tl.program_id(0)
     HWo = Ho * Wo
-    start = pid_m * BM
-    bidx = start // HWo
-    r = start - bidx * HWo + tl.arange(0, BM)  # output pixels of this program, within sample bidx
-    oh = r // Wo
-    ow = r % Wo
-    offs_n = pid_n * BN + tl.arange(0, BN)
+    offs_n = tl.arange(0, BN)
+    if SUBPIXEL:  # tiles walk the low-resolution grid; phase (py, px) writes output pixels (2i+py, 2j+px)
+        phase = tl.program_id(1)
+        py = phase // 2
+        px = phase % 2
+        GW = Win
+        GHW = Hin * Win
+        w_ptr += phase * BN * KSIZE * KSIZE * CIN
+    else:
+        py = 0
+        px = 0
+        GW = Wo
+        GHW = HWo
+    start = pid * BM
+    bidx = start // GHW
+    g = start - bidx * GHW + tl.arange(0, BM)
+    oh = g // GW
+    ow = g % GW
+    if SUBPIXEL:
+        r = (2 * oh + py) * Wo + 2 * ow + px
+    else:
+        r = g  # output pixel within the sample
     b64 = bidx.to(tl.int64)  # per-sample base pointers in 64 bits, offsets inside a sample in 32
-    xb = x_ptr + b64 * Hin * Win * CIN
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
-    KK: tl.constexpr = KSIZE * KSIZE * (CIN // BK)
-    for kk in tl.range(0, KK, num_stages=NUM_STAGES):  # software-pipelined: cp.async, NUM_STAGES deep
-        acc = _k_step(acc, xb, w_ptr, kk, oh, ow, offs_n, Hin, Win, Ho, Wo, CIN, KSIZE, STRIDE, UPSAMPLE, BK, UPCAST)
-    if WSCALE:
-        acc = acc * tl.load(wscale_ptr + offs_n)[None, :]
-    if CS1 > 0:  # 1x1 skip convolution of the raw block input (one or two concatenated tensors), bf16
-        accs = tl.zeros((BM, BN), dtype=tl.float32)
-        accs = _skip_dot(accs, s1_ptr + b64 * HWo * CS1, ws_ptr, r, offs_n, CS1, 0, CS1 + CS2, BKS, UPCAST)
-        if CS2 > 0:
-            accs = _skip_dot(accs, s2_ptr + b64 * HWo * CS2, ws_ptr, r, offs_n, CS2, CS1, CS1 + CS2, BKS, UPCAST)
-        acc += accs
-    acc += tl.load(bias_ptr + offs_n)[None, :]
     n_ok = offs_n < COUT
     o_off = (r * COUT)[:, None] + offs_n[None, :]
     obase = b64 * HWo * COUT
+    if RESIDUAL:  # issued now so its latency hides behind the main loop
+        res = tl.load(res_ptr + obase + o_off, mask=n_ok[None, :], other=0.0)
+    xb = x_ptr + b64 * Hin * Win * CIN
+    acc = _acc_zeros(BM, BN, SWAP)
+    KK: tl.constexpr = KSIZE * KSIZE * (CIN // BK)
+    for kk in tl.range(0, KK, num_stages=NUM_STAGES):  # software-pipelined: cp.async, NUM_STAGES deep
+        acc = _k_step(acc, xb, w_ptr, kk, oh, ow, py, px, offs_n, Hin, Win, CIN, KSIZE, STRIDE, SUBPIXEL, BK,
+                      UPCAST, SWAP)
+    if SWAP:
+        acc = tl.trans(acc)
+    if WSCALE:
+        acc = acc * tl.load(wscale_ptr + offs_n)[None, :]
+    acc += tl.load(bias_ptr + offs_n)[None, :]
     if RESIDUAL:
-        acc += tl.load(res_ptr + obase + o_off, mask=n_ok[None, :], other=0.0).to(tl.float32)
+        acc += res.to(tl.float32)
     tl.store(out_ptr + obase + o_off, acc.to(out_ptr.dtype.element_ty), mask=n_ok[None, :])
     if STATS:
         sbase = stats_ptr + bidx * 2 * COUT + offs_n
@@ -125,19 +150,11 @@ def conv_kernel(
 
 
 @triton.jit
-def norm_act_kernel(
-    x_ptr, stats_ptr, scale_ptr, shift_ptr, out_ptr,
-    HW, inv_hw, eps,
-    C: tl.constexpr, CPG: tl.constexpr, MOD_BSTRIDE, OUT_CSTRIDE: tl.constexpr, OUT_COFF: tl.constexpr,
-    FP8_OUT: tl.constexpr, BP: tl.constexpr,
-):
-    """out[p, OUT_COFF + c] = SiLU(x[p, c] * a[c] + b[c]) for BP pixels of one sample, C channels.
-
-    a = rstd_g * (1 + scale), b = shift - mean_g * a, with the group (CPG channels) mean and variance from the
-    per-channel sums in stats [B, 2, C]; scale/shift rows are MOD_BSTRIDE apart (0: shared by all samples)."""
-    pid = tl.program_id(0)
-    start = pid * BP
-    bidx = start // HW
+def _norm_part(x, stats_ptr, scale_ptr, shift_ptr, out_ptr, bidx, p, HW, inv_hw, eps,
+               C: tl.constexpr, CPG: tl.constexpr, MOD_BSTRIDE, OUT_CSTRIDE: tl.constexpr, OUT_COFF: tl.constexpr,
+               FP8_OUT: tl.constexpr, UPCAST: tl.constexpr):
+    """SiLU(norm(x) * (1 + scale) + shift) of the tile x (pixels p of sample bidx, C channels) into
+    out[..., OUT_COFF:]."""
     offs_c = tl.arange(0, C)
     s = tl.load(stats_ptr + bidx * 2 * C + offs_c) * inv_hw
     sq = tl.load(stats_ptr + bidx * 2 * C + C + offs_c) * inv_hw
@@ -151,12 +168,48 @@ def norm_act_kernel(
     shift = tl.load(shift_ptr + bidx * MOD_BSTRIDE + offs_c).to(tl.float32)
     a = rstd_c * (1.0 + scale)
     b = shift - mean_c * a
-    p = start - bidx * HW + tl.arange(0, BP)  # pixels within sample bidx
     b64 = bidx.to(tl.int64)
-    x = tl.load(x_ptr + b64 * HW * C + (p * C)[:, None] + offs_c[None, :]).to(tl.float32)
-    v = x * a[None, :] + b[None, :]
+    v = x.to(tl.float32) * a[None, :] + b[None, :]
     v = v * tl.sigmoid(v)
     if FP8_OUT:
         v = tl.clamp(v, -448.0, 448.0)
+        if UPCAST:  # the CPU interpreter's fp32->e4m3 cast is wrong when rounding carries into the exponent:
+            # round to the e4m3 grid (3 mantissa bits; subnormal step 2^-9) first, so its cast is exact
+            step = tl.exp2(tl.floor(tl.log2(tl.maximum(tl.abs(v), 0.015625))) - 3.0)
+            v = tl.floor(v / step + 0.5) * step
     ob = out_ptr + b64 * HW * OUT_CSTRIDE + OUT_COFF
     tl.store(ob + (p * OUT_CSTRIDE)[:, None] + offs_c[None, :], v.to(out_ptr.dtype.element_ty))
+
+
+@triton.jit
+def norm_act_kernel(
+    x1_ptr, st1_ptr, x2_ptr, st2_ptr, scale_ptr, shift_ptr, out_ptr, ws_ptr, skip_ptr,
+    HW, inv_hw, eps, MOD_BSTRIDE,
+    C1: tl.constexpr, C2: tl.constexpr, CPG: tl.constexpr, FP8_OUT: tl.constexpr, BP: tl.constexpr,
+    NS: tl.constexpr, UPCAST: tl.constexpr,
+):
+    """out[p] = SiLU(GroupNorm(concat(x1[p], x2[p])) * (1 + scale) + shift) for BP pixels of one sample, and,
+    NS > 0, skip[p] = concat(x1[p], x2[p]) @ ws.T: the res-block's 1x1 skip convolution of the same raw tiles
+    (bf16, NS outputs; its bias lives in the block's second conv, which adds skip as its residual).
+
+    a = rstd_g * (1 + scale), b = shift - mean_g * a, with the group (CPG channels, none straddling the two
+    inputs) mean and variance from the per-channel sums in st [B, 2, C]; scale/shift rows are MOD_BSTRIDE apart
+    (0: shared by all samples), C1 + C2 columns each. C2 = 0: one input."""
+    start = tl.program_id(0) * BP
+    bidx = start // HW
+    p = start - bidx * HW + tl.arange(0, BP)  # pixels within sample bidx
+    b64 = bidx.to(tl.int64)
+    x1 = tl.load(x1_ptr + b64 * HW * C1 + (p * C1)[:, None] + tl.arange(0, C1)[None, :])
+    _norm_part(x1, st1_ptr, scale_ptr, shift_ptr, out_ptr, bidx, p, HW, inv_hw, eps, C1, CPG, MOD_BSTRIDE,
+               C1 + C2, 0, FP8_OUT, UPCAST)
+    if NS > 0:
+        acc = _skip_dot(tl.zeros((BP, NS), dtype=tl.float32), x1, ws_ptr, C1, 0, C1 + C2, NS, UPCAST)
+    if C2 > 0:
+        x2 = tl.load(x2_ptr + b64 * HW * C2 + (p * C2)[:, None] + tl.arange(0, C2)[None, :])
+        _norm_part(x2, st2_ptr, scale_ptr + C1, shift_ptr + C1, out_ptr, bidx, p, HW, inv_hw, eps, C2, CPG,
+                   MOD_BSTRIDE, C1 + C2, C1, FP8_OUT, UPCAST)
+        if NS > 0:
+            acc = _skip_dot(acc, x2, ws_ptr, C2, C1, C1 + C2, NS, UPCAST)
+    if NS > 0:
+        sk = skip_ptr + b64 * HW * NS + (p * NS)[:, None] + tl.arange(0, NS)[None, :]
+        tl.store(sk, acc.to(skip_ptr.dtype.element_ty))

@@ -1,17 +1,17 @@
 """Fused-kernel inference path of the denoiser network (CUDA, Triton): a drop-in for `InnerModel` in the sampler.
 
 `FusedInner(inner, precision)` computes the same function as `InnerModel` with the kernels of
-`metabonk.world.fused_kernels`: every 3x3 convolution is one implicit-GEMM kernel whose epilogue adds bias,
-residual or 1x1 skip convolution and accumulates the next group norm's per-channel statistics; every
-group norm + AdaGN modulation + SiLU is one pass that writes the next convolution's input (bf16, or FP8 e4m3 with
-`precision="fp8"`, where the convolutions that read normalised activations run on FP8 tensor cores with
-per-output-channel weight scales; convolutions of raw inputs stay bf16). Activations are NHWC bf16, statistics and
-accumulators fp32.
+`metabonk.world.fused_kernels`: every convolution is one implicit-GEMM kernel whose epilogue adds bias and residual
+and accumulates the next group norm's per-channel statistics; every group norm + AdaGN modulation + SiLU is one pass
+that writes the next convolution's input (bf16, or FP8 e4m3 with `precision="fp8"`, where the convolutions that
+read normalised activations run on FP8 tensor cores with per-output-channel weight scales; convolutions of raw
+inputs stay bf16) and, before a res-block with a 1x1 skip, computes that skip from the raw tiles it reads.
+Upsampling convolutions run in sub-pixel form. Activations are NHWC bf16, statistics and accumulators fp32.
 
 It keeps the original sub-modules under their own names, so `state_dict()` of a model whose denoiser uses it is
 unchanged; the packed kernel weights are copies made at construction (call `repack()` after changing weights).
-Inference only (no autograd). `tune()` times a few launch configurations per layer shape on real inputs and keeps
-the fastest (do it before capturing a CUDA graph).
+Inference only (no autograd). Inside `tuning()`, each layer shape's launch configurations are timed on real
+inputs and the fastest kept (do it before capturing a CUDA graph).
 """
 
 from __future__ import annotations
@@ -67,10 +67,27 @@ class ConvSpec:
     cout: int
     n_pad: int
     ksize: int
+    """Taps per side the kernel walks: 3 or 1; 2 for an upsampling conv in sub-pixel form."""
     stride: int
     upsample: bool
+    """Nearest-2x upsampling first: `w` holds four 2x2 kernels, one per output phase, [4, n_pad, 4*cin]."""
     ws: torch.Tensor | None = None
-    """1x1 skip-convolution weights [n_pad, cs] (bf16), summed into the output."""
+    """1x1 skip-convolution weights [cout, cs] (bf16) of a res-block's second conv: the norm pass before the
+    block's first conv computes the skip from the raw input; this conv adds it (its bias is in `bias`)."""
+
+
+_SUBPIXEL_ROWS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+"""For output phase p (row parity), which of a 3x3 kernel's rows land on low-res rows i-1+p and i+p after
+nearest-2x upsampling: phase 0 reads row i-1 with kernel row 0 and row i with rows 1+2; phase 1 reads row i with
+rows 0+1 and row i+1 with row 2 (the same for columns)."""
+
+
+def subpixel_weights(w: torch.Tensor) -> torch.Tensor:
+    """[cout, cin, 3, 3] weights of a conv after nearest-2x upsampling -> [4, cout, cin, 2, 2], one 2x2 kernel
+    of the low-resolution input per output phase (py * 2 + px): the same outputs with 4 taps instead of 9."""
+    A = _SUBPIXEL_ROWS.to(w)
+    k = torch.einsum("pak,oikl,qbl->pqoiab", A, w, A)
+    return k.reshape(4, *k.shape[2:])
 
 
 def pack_conv(
@@ -80,31 +97,42 @@ def pack_conv(
     upsample: bool = False,
     skip: nn.Conv2d | None = None,
 ) -> ConvSpec:
-    """Repack an nn.Conv2d (3x3 pad 1 or 1x1, stride 1 or 2) for the kernel; FP8 weights get per-channel scales."""
+    """Repack an nn.Conv2d (3x3 pad 1 or 1x1, stride 1 or 2) for the kernel; FP8 weights get per-channel scales.
+    `upsample`: the conv reads a nearest-2x upsampled input (packed in sub-pixel form)."""
     w = conv.weight.detach().float()
     cout, cin, kh, kw = w.shape
     if kh != kw or conv.padding[0] != kh // 2 or conv.groups != 1 or conv.dilation[0] != 1:
         raise MetabonkError(f"fused conv supports square 'same'-padded convolutions, got {conv}")
+    if upsample and (kh != 3 or conv.stride[0] != 1):
+        raise MetabonkError("fused upsampling conv must be 3x3, stride 1")
     if cin_pad is not None and cin_pad > cin:
         w = F.pad(w, (0, 0, 0, 0, 0, cin_pad - cin))
         cin = cin_pad
     n_pad = max(16, 1 << (cout - 1).bit_length())
-    w = F.pad(w.permute(0, 2, 3, 1).reshape(cout, -1), (0, 0, 0, n_pad - cout))  # k = (dy*K + dx)*cin + c
+    ksize = kh
+    if upsample:
+        w = subpixel_weights(w)  # [4, cout, cin, 2, 2]
+        ksize = 2
+    else:
+        w = w[None]
+    w = w.permute(0, 1, 3, 4, 2).reshape(w.shape[0], cout, -1)  # k = (dy*K + dx)*cin + c
+    w = F.pad(w, (0, 0, 0, n_pad - cout))
     bias = F.pad(conv.bias.detach().float() if conv.bias is not None else w.new_zeros(cout), (0, n_pad - cout))
     ws = None
     if skip is not None:
-        ws = F.pad(skip.weight.detach().float()[:, :, 0, 0], (0, 0, 0, n_pad - cout)).to(torch.bfloat16).contiguous()
+        ws = skip.weight.detach()[:, :, 0, 0].to(torch.bfloat16).contiguous()
         if skip.bias is not None:
             bias = bias + F.pad(skip.bias.detach().float(), (0, n_pad - cout))
     wscale = None
     if fp8:
-        wscale = (w.abs().amax(dim=1) / 448.0).clamp_min(1e-12)
-        wq = (w / wscale[:, None]).to(torch.float8_e4m3fn)
+        if upsample:
+            raise MetabonkError("fused FP8 convs take normalised inputs; upsampling convs stay bf16")
+        wscale = (w[0].abs().amax(dim=1) / 448.0).clamp_min(1e-12)
+        wq = (w / wscale[None, :, None]).to(torch.float8_e4m3fn)
     else:
         wq = w.to(torch.bfloat16)
-    return ConvSpec(
-        wq.contiguous(), bias.contiguous(), wscale, cin, cout, n_pad, kh, conv.stride[0], upsample, ws
-    )
+    wq = wq[0] if not upsample else wq
+    return ConvSpec(wq.contiguous(), bias.contiguous(), wscale, cin, cout, n_pad, ksize, conv.stride[0], upsample, ws)
 
 
 @dataclass
@@ -125,12 +153,34 @@ Act = tuple[Tensor, Tensor]
 """A raw activation (NHWC bf16) and its per-channel statistics [B, 2, C] (sum, sum of squares)."""
 
 CONV_CONFIGS: tuple[dict[str, int], ...] = (
-    {"BM": 128, "num_warps": 4, "NUM_STAGES": 3},
-    {"BM": 128, "num_warps": 8, "NUM_STAGES": 3},
-    {"BM": 256, "num_warps": 8, "NUM_STAGES": 3},
-    {"BM": 64, "num_warps": 4, "NUM_STAGES": 3},
+    {"BM": 128, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 0},
+    {"BM": 256, "num_warps": 8, "NUM_STAGES": 3, "SWAP": 0},
+    {"BM": 128, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 1},
+    {"BM": 256, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 1},
+    {"BM": 128, "num_warps": 4, "NUM_STAGES": 4, "SWAP": 1},
+    {"BM": 256, "num_warps": 8, "NUM_STAGES": 3, "SWAP": 1},
+    {"BM": 64, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 0},
 )
-"""Launch configurations `tune()` tries per layer shape (BM rows of output pixels per program)."""
+"""Launch configurations `tuning()` tries per layer shape: BM output pixels per tile; SWAP puts the pixels on the
+MMA's N (64 output channels on its M: 64x128 / 64x256 MMAs instead of 64x64). BM 64 is tried only where no larger
+tile fits (8x8 maps); a K block of 128 channels is tried too where the input has 128. (A persistent grid-stride
+variant was measured on an H200 and never won; removed.)"""
+NORM_CONFIGS: tuple[dict[str, int], ...] = (
+    {"BP": 64, "num_warps": 4}, {"BP": 128, "num_warps": 4}, {"BP": 128, "num_warps": 8}, {"BP": 256, "num_warps": 8},
+)
+"""Pixels per program and warps of the norm pass (also tuned)."""
+
+
+def _conv_candidates(hw: int, cin: int, n_pad: int) -> list[dict[str, int]]:
+    """Configurations that fit a layer whose program grid covers `hw` pixels per sample."""
+    fits = [c for c in CONV_CONFIGS if c["BM"] <= hw and hw % c["BM"] == 0 and (n_pad >= 64 or not c["SWAP"])]
+    if any(c["BM"] > 64 for c in fits):
+        fits = [c for c in fits if c["BM"] > 64]
+    if not fits and _pow2(hw) and hw >= 16:  # small maps (tests): one tile per sample
+        fits = [{"BM": hw, "num_warps": 4, "NUM_STAGES": 2, "SWAP": 0}]
+    if cin % 128 == 0:
+        fits += [{**c, "BK": 128} for c in fits[:1] + [c for c in fits if c["SWAP"]][:1]]
+    return fits
 
 
 class FusedInner(nn.Module):
@@ -215,8 +265,11 @@ class FusedInner(nn.Module):
     def _act_dtype(self) -> torch.dtype:
         return torch.float8_e4m3fn if self.precision == "fp8" else torch.bfloat16
 
-    def norm_act(self, parts: list[Act], norm: NormSpec, mods: Tensor | None) -> Tensor:
-        """SiLU(norm(concat(parts)) * (1 + scale) + shift) as one NHWC tensor (the next conv's input)."""
+    def norm_act(
+        self, parts: list[Act], norm: NormSpec, mods: Tensor | None, skip_w: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """SiLU(norm(concat(parts)) * (1 + scale) + shift) as one NHWC tensor (the next conv's input), and with
+        `skip_w` [cout, C] the 1x1 convolution of concat(parts) (raw, bf16, no bias) from the same pass."""
         from metabonk.world.fused_kernels import norm_act_kernel
 
         B, H, W = parts[0][0].shape[:3]
@@ -233,43 +286,43 @@ class FusedInner(nn.Module):
         fp8 = self.precision == "fp8"
         out = torch.empty(B, H, W, ctot, device=parts[0][0].device, dtype=self._act_dtype())
         hw = H * W
-        bp = min(64, hw)
-        off = 0
-        t_ms = 0.0
-        for t, st in parts:
-            c = t.shape[3]
-            if off % cpg or c % cpg:
-                raise MetabonkError("fused group norm: a group straddles two concatenated inputs")
-            scale = table[:, col + off : col + off + c]
-            shift = table[:, col + ctot + off : col + ctot + off + c]
-
-            def run(t: Tensor = t, st: Tensor = st, scale: Tensor = scale, shift: Tensor = shift, c: int = c,
-                    off: int = off) -> None:
-                norm_act_kernel[(B * hw // bp,)](
-                    t, st, scale, shift, out, hw, 1.0 / hw, norm.eps,
-                    C=c, CPG=cpg, MOD_BSTRIDE=table.stride(0) if table.shape[0] > 1 else 0,
-                    OUT_CSTRIDE=ctot, OUT_COFF=off, FP8_OUT=fp8, BP=bp, num_warps=4,
-                )
-
-            run()
-            if self._tuning:  # profile only: this kernel has no launch choices
-                from triton.testing import do_bench
-
-                t_ms += do_bench(run, warmup=3, rep=15)
-            off += c
         key = ("norm_act", ctot, len(parts), str(out.dtype), B, H, W)
+
+        if len(parts) > 2:
+            raise MetabonkError("fused group norm takes at most two concatenated inputs")
+        (x1, st1), (x2, st2) = parts[0], parts[-1]
+        c1, c2 = x1.shape[3], (x2.shape[3] if len(parts) == 2 else 0)
+        if c1 % cpg:
+            raise MetabonkError("fused group norm: a group straddles two concatenated inputs")
+        scale, shift = table[:, col : col + ctot], table[:, col + ctot : col + 2 * ctot]
+        ns = 0
+        skip = out
+        if skip_w is not None:
+            if skip_w.shape[1] != ctot:
+                raise MetabonkError("fused conv: skip inputs do not match the 1x1 skip weights")
+            ns = skip_w.shape[0]
+            skip = torch.empty(B, H, W, ns, device=out.device, dtype=torch.bfloat16)
+
+        def run(cfg: dict[str, int], _stats: Tensor | None = None) -> None:
+            norm_act_kernel[(B * hw // cfg["BP"],)](
+                x1, st1, x2, st2, scale, shift, out, skip_w if skip_w is not None else st1, skip,
+                hw, 1.0 / hw, norm.eps, table.stride(0) if table.shape[0] > 1 else 0,
+                C1=c1, C2=c2, CPG=cpg, FP8_OUT=fp8, BP=cfg["BP"], NS=ns, UPCAST=_interpreting(),
+                num_warps=cfg["num_warps"],
+            )
+
+        cands = [c for c in NORM_CONFIGS if c["BP"] <= hw and hw % c["BP"] == 0] or [{"BP": hw, "num_warps": 4}]
+        key = (*key, ns)
         self.calls[key] += 1
-        if self._tuning:
-            self.tuned_ms[key] = t_ms
-        self.traffic_bytes += sum(_nbytes(t) for t, _ in parts) + _nbytes(out)
-        return out
+        run(self._config(key, hw, cands, run, None))
+        self.traffic_bytes += sum(_nbytes(t) for t, _ in parts) + _nbytes(out) + (_nbytes(skip) if ns else 0)
+        return out, (skip if ns else None)
 
     def conv(
         self,
         spec: ConvSpec,
         x: Tensor,
         stats: Tensor | None,
-        skips: list[Tensor] | None = None,
         residual: Tensor | None = None,
         out_dtype: torch.dtype = torch.bfloat16,
     ) -> Tensor:
@@ -282,62 +335,53 @@ class FusedInner(nn.Module):
         else:
             Ho, Wo = (Hin - 1) // spec.stride + 1, (Win - 1) // spec.stride + 1
         out = torch.empty(B, Ho, Wo, spec.cout, device=x.device, dtype=out_dtype)
-        skips = skips or []
-        if spec.ws is not None and (len(skips) not in (1, 2) or sum(s.shape[3] for s in skips) != spec.ws.shape[1]):
-            raise MetabonkError("fused conv: skip inputs do not match the 1x1 skip weights")
-        cs1 = skips[0].shape[3] if skips else 0
-        cs2 = skips[1].shape[3] if len(skips) > 1 else 0
         fp8 = spec.w.dtype == torch.float8_e4m3fn
         consts = {
-            "CIN": cin, "COUT": spec.cout, "KSIZE": spec.ksize, "STRIDE": spec.stride, "UPSAMPLE": spec.upsample,
-            "WSCALE": fp8, "CS1": cs1, "CS2": cs2, "RESIDUAL": residual is not None, "STATS": stats is not None,
+            "CIN": cin, "COUT": spec.cout, "KSIZE": spec.ksize, "STRIDE": spec.stride, "SUBPIXEL": spec.upsample,
+            "WSCALE": fp8, "RESIDUAL": residual is not None, "STATS": stats is not None,
             "BN": spec.n_pad, "BK": _block_k(cin, fp8),
-            "BKS": _block_k(math.gcd(cs1, cs2 or cs1), False) if cs1 else 16,
         }
         dummy = spec.bias
         args = (
-            x, spec.w, spec.wscale if fp8 else dummy, spec.bias,
-            skips[0] if skips else dummy, skips[1] if cs2 else dummy, spec.ws if spec.ws is not None else dummy,
-            residual if residual is not None else dummy, out,
+            x, spec.w, spec.wscale if fp8 else dummy, spec.bias, residual if residual is not None else dummy, out,
         )
-        hw = Ho * Wo
+        grid_hw = Hin * Win if spec.upsample else Ho * Wo  # pixels per sample the program grid walks
         key = (tuple(consts.values()), str(x.dtype), B, Ho, Wo)
         self.calls[key] += 1
-        cfg = self._config(key, hw, lambda c, st: self._launch(args, st, (Hin, Win, Ho, Wo), B, hw, consts, c),
-                           stats)
-        self._launch(args, stats if stats is not None else dummy, (Hin, Win, Ho, Wo), B, hw, consts, cfg)
-        self.traffic_bytes += _nbytes(x) + _nbytes(out) + sum(_nbytes(t) for t in skips)
-        self.traffic_bytes += _nbytes(residual) if residual is not None else 0
+        cands = _conv_candidates(grid_hw, cin, spec.n_pad)
+        dims = (Hin, Win, Ho, Wo)
+        phases = 4 if spec.upsample else 1
+        cfg = self._config(key, grid_hw, cands,
+                           lambda c, st: self._launch(args, st, dims, B * grid_hw, phases, consts, c), stats)
+        self._launch(args, stats if stats is not None else dummy, dims, B * grid_hw, phases, consts, cfg)
+        self.traffic_bytes += _nbytes(x) + _nbytes(out) + (_nbytes(residual) if residual is not None else 0)
         return out
 
     @staticmethod
-    def _launch(args: tuple[Tensor, ...], stats: Tensor, dims: tuple[int, int, int, int], B: int, hw: int,
+    def _launch(args: tuple[Tensor, ...], stats: Tensor, dims: tuple[int, int, int, int], pixels: int, phases: int,
                 consts: dict[str, Any], cfg: dict[str, int]) -> None:
         from metabonk.world.fused_kernels import conv_kernel
 
         bm = cfg["BM"]
-        grid = (B * hw // bm, 1)
-        conv_kernel[grid](*args, stats, *dims, **consts, BM=bm, NUM_STAGES=cfg["NUM_STAGES"],
-                          UPCAST=_interpreting(), num_warps=cfg["num_warps"])
+        consts = {**consts, "BK": cfg.get("BK", consts["BK"])}
+        conv_kernel[(pixels // bm, phases)](*args, stats, *dims, **consts, BM=bm, NUM_STAGES=cfg["NUM_STAGES"],
+                                            UPCAST=_interpreting(), SWAP=bool(cfg["SWAP"]),
+                                            num_warps=cfg["num_warps"])
 
-    def _config(self, key: tuple[Any, ...], hw: int, run: Callable[[dict[str, int], Tensor], None],
-                stats: Tensor | None) -> dict[str, int]:
-        """The launch configuration for a layer shape: tuned if `tune()` saw it, else a default."""
+    def _config(self, key: tuple[Any, ...], hw: int, cands: list[dict[str, int]],
+                run: Callable[[dict[str, int], Tensor], None], stats: Tensor | None) -> dict[str, int]:
+        """The launch configuration for a layer shape: the fastest candidate if `tuning()` saw it, else the first."""
         if key in self.best:
             return self.best[key]
-        fits = [c for c in CONV_CONFIGS if c["BM"] <= hw and hw % c["BM"] == 0]
-        if not fits:
-            bm = hw if _pow2(hw) and hw >= 16 else 0
-            if not bm:
-                raise MetabonkError(f"fused conv needs a power-of-two output size, got {hw} pixels")
-            fits = [{"BM": bm, "num_warps": 4, "NUM_STAGES": 2}]
+        if not cands:
+            raise MetabonkError(f"fused kernels need a power-of-two output size of at least 16 pixels, got {hw}")
         if not self._tuning:
-            return fits[0]
+            return cands[0]
         from triton.testing import do_bench
 
         scratch = torch.zeros_like(stats) if stats is not None else torch.zeros(1, device=self.mod_bias.device)
-        best, best_t = fits[0], float("inf")
-        for cfg in fits:
+        best, best_t = cands[0], float("inf")
+        for cfg in cands:
             try:
                 t = do_bench(lambda cfg=cfg: run(cfg, scratch), warmup=3, rep=15)
             except Exception:  # a configuration the compiler cannot fit (registers, shared memory) is skipped
@@ -349,19 +393,17 @@ class FusedInner(nn.Module):
         return best
 
     # ---- forward -------------------------------------------------------------------------------------------
-    def _block(self, blk: ResBlock, parts: list[Act], mods: Tensor, stats: Tensor) -> Act:
-        a1 = self.norm_act(parts, self.norms[id(blk.norm1)], mods)
-        st1, st2 = stats[0], stats[1]
-        h = self.conv(self.specs[id(blk.conv1)], a1, st1)
-        a2 = self.norm_act([(h, st1)], self.norms[id(blk.norm2)], mods)
+    def _block(self, blk: ResBlock, parts: list[Act], mods: Tensor, stats: tuple[Tensor, Tensor]) -> Act:
         spec2 = self.specs[id(blk.conv2)]
-        if spec2.ws is not None:
-            out = self.conv(spec2, a2, st2, skips=[t for t, _ in parts])
-        else:
+        a1, skip = self.norm_act(parts, self.norms[id(blk.norm1)], mods, skip_w=spec2.ws)
+        st1, st2 = stats
+        h = self.conv(self.specs[id(blk.conv1)], a1, st1)
+        a2, _ = self.norm_act([(h, st1)], self.norms[id(blk.norm2)], mods)
+        if skip is None:
             if len(parts) != 1:
                 raise MetabonkError("fused res-block: identity skip with concatenated input")
-            out = self.conv(spec2, a2, st2, residual=parts[0][0])
-        return out, st2
+            skip = parts[0][0]
+        return self.conv(spec2, a2, st2, residual=skip), st2
 
     def forward(
         self,
@@ -420,7 +462,7 @@ class FusedInner(nn.Module):
                                 (new_stats(blk.conv1.out_channels), new_stats(blk.conv2.out_channels)))
             if not isinstance(up, nn.Identity):
                 h = with_stats(self.specs[id(up.conv)], h[0])
-        a = self.norm_act([h], self.norms[id(u.norm_out)], None)
+        a, _ = self.norm_act([h], self.norms[id(u.norm_out)], None)
         return self.conv(self.specs[id(u.conv_out)], a, None, out_dtype=torch.float32)
 
     @contextlib.contextmanager
@@ -432,6 +474,12 @@ class FusedInner(nn.Module):
             yield
         finally:
             self._tuning = False
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1  # the interpreter (tests): few programs, so each walks several tiles
+    return int(torch.cuda.get_device_properties(device).multi_processor_count)
 
 
 def _nbytes(t: Tensor) -> int:
@@ -447,6 +495,8 @@ def _interpreting() -> bool:
 def fuse_denoiser(model: nn.Module, precision: str = "bf16") -> FusedInner:
     """Swap a WorldModel's denoiser network for its fused-kernel version (in place; state_dict keys unchanged)."""
     _triton()
+    if next(model.parameters()).device.type != "cuda" and not _interpreting():
+        raise MetabonkError("the fused world-model kernels run on CUDA only (use --device cuda, or eager kernels)")
     inner = model.denoiser.inner  # type: ignore[union-attr]
     if isinstance(inner, FusedInner):
         inner = InnerModel.__new__(InnerModel)  # re-fusing: rebuild from the kept modules
