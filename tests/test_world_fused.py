@@ -18,6 +18,7 @@ pytest.importorskip("triton")
 
 from metabonk.common.errors import MetabonkError
 from metabonk.world.config import UNetConfig, WorldConfig
+from metabonk.world.fused_pack import subpixel_weights
 from metabonk.world.world_model import WorldModel
 
 
@@ -83,7 +84,7 @@ def test_subpixel_weights_equal_upsample_then_conv(fused) -> None:
     torch.manual_seed(3)
     w, b, x = torch.randn(8, 4, 3, 3), torch.randn(8), torch.randn(2, 4, 5, 7)
     ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b, padding=1)
-    torch.testing.assert_close(_subpixel_conv(x, fused.subpixel_weights(w), b), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_subpixel_conv(x, subpixel_weights(w), b), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", ["plain", "stride2", "upsample", "residual"])
@@ -94,7 +95,7 @@ def test_conv_kernel_matches_conv2d_and_its_statistics(fused, case: str) -> None
     spec = fused.pack_conv(conv, upsample=case == "upsample")
     x = torch.randn(B, C, H, H).bfloat16().float()
     if case == "upsample":  # the kernel's sub-pixel form, weights rounded as the kernel has them
-        ref = _subpixel_conv(x, fused.subpixel_weights(conv.weight.detach()).bfloat16().float(), conv.bias)
+        ref = _subpixel_conv(x, subpixel_weights(conv.weight.detach()).bfloat16().float(), conv.bias)
     else:
         ref = F.conv2d(x, conv.weight.bfloat16().float(), conv.bias, stride=conv.stride, padding=1)
     kw: dict[str, object] = {}

@@ -143,16 +143,14 @@ def run_bench(
             models[v] = base
             continue
         tokens = tokens_of[v]
-        if "fused" in tokens:
+        m = WorldModel(cfg).to(device)
+        m.load_state_dict(base.state_dict())
+        if "fused" in tokens:  # fp32 modules; the fused kernels keep their own bf16 / FP8 weight copies
             from metabonk.world.fused_unet import fuse_denoiser
 
-            m = WorldModel(cfg).to(device)
-            m.load_state_dict(base.state_dict())
             fuse_denoiser(m.eval(), "fp8" if "fp8" in tokens else "bf16")
             models[v] = m
             continue
-        m = WorldModel(cfg).to(device)
-        m.load_state_dict(base.state_dict())
         models[v] = m.to(dtype=torch.bfloat16, memory_format=torch.channels_last).eval()
         if "gn" in tokens:  # F.group_norm instead of the NHWC-friendly channelwise_group_norm
             for mod in m.modules():

@@ -98,7 +98,6 @@ def fused_fidelity(model: torch.nn.Module, obs: torch.Tensor, actions: torch.Ten
             fid = fidelity(model, obs, actions, horizon, bf16=False)
             res[f"psnr_db_fused_{precision}"] = fid["psnr"]
             res[f"ssim_fused_{precision}"] = fid["ssim"]
-            model.denoiser.inner = original  # type: ignore[union-attr]
     except Exception as e:  # reported in the result, the rest of the evaluation stands
         res["fused_error"] = f"{type(e).__name__}: {e}"[:500]
     finally:

@@ -29,9 +29,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-FP8_MAX = 448.0
-"""Largest finite float8 e4m3 value: activations are clamped to it before the cast."""
-
 
 @triton.jit
 def _k_step(acc, x_ptr, w_ptr, kk, oh, ow, py, px, offs_n, Hin, Win,
@@ -172,7 +169,7 @@ def _norm_part(x, stats_ptr, scale_ptr, shift_ptr, out_ptr, bidx, p, HW, inv_hw,
     v = x.to(tl.float32) * a[None, :] + b[None, :]
     v = v * tl.sigmoid(v)
     if FP8_OUT:
-        v = tl.clamp(v, -448.0, 448.0)
+        v = tl.clamp(v, -448.0, 448.0)  # fused_pack.FP8_MAX: the largest finite e4m3
         if UPCAST:  # the CPU interpreter's fp32->e4m3 cast is wrong when rounding carries into the exponent:
             # round to the e4m3 grid (3 mantissa bits; subnormal step 2^-9) first, so its cast is exact
             step = tl.exp2(tl.floor(tl.log2(tl.maximum(tl.abs(v), 0.015625))) - 3.0)

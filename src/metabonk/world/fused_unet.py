@@ -20,7 +20,6 @@ import contextlib
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,124 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from metabonk.common.errors import MetabonkError
-from metabonk.world.blocks import AdaGroupNorm, ResBlock
+from metabonk.world.blocks import ResBlock
+from metabonk.world.fused_pack import ConvSpec, NormSpec, block_k, pack_conv, pow2
 from metabonk.world.unet import InnerModel
 
 PRECISIONS = ("bf16", "fp8")
 
 
-def _triton() -> Any:
+def _require_triton() -> None:
     try:
-        import triton
+        import triton  # noqa: F401
     except ImportError as e:  # CPU installs have no Triton; the fused path is CUDA-only
         raise MetabonkError("the fused world-model kernels need Triton (installed with CUDA builds of torch)") from e
-    return triton
-
-
-def _pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
-
-
-def _block_k(cin: int, fp8: bool) -> int:
-    """Largest power of two <= 64 that divides cin (>= 32 for FP8 MMAs, >= 16 for bf16)."""
-    bk = 64
-    while bk > 16 and cin % bk:
-        bk //= 2
-    if cin % bk or (fp8 and bk < 32):
-        raise MetabonkError(f"fused conv: {cin} input channels are not a multiple of {32 if fp8 else 16}")
-    return bk
-
-
-@dataclass
-class ConvSpec:
-    """A convolution packed for `conv_kernel`: weights [n_pad, k*k*cin] (bf16 or e4m3), fp32 bias and scales."""
-
-    w: torch.Tensor
-    bias: torch.Tensor
-    wscale: torch.Tensor | None
-    cin: int
-    cout: int
-    n_pad: int
-    ksize: int
-    """Taps per side the kernel walks: 3 or 1; 2 for an upsampling conv in sub-pixel form."""
-    stride: int
-    upsample: bool
-    """Nearest-2x upsampling first: `w` holds four 2x2 kernels, one per output phase, [4, n_pad, 4*cin]."""
-    ws: torch.Tensor | None = None
-    """1x1 skip-convolution weights [cout, cs] (bf16) of a res-block's second conv: the norm pass before the
-    block's first conv computes the skip from the raw input; this conv adds it (its bias is in `bias`)."""
-
-
-_SUBPIXEL_ROWS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
-"""For output phase p (row parity), which of a 3x3 kernel's rows land on low-res rows i-1+p and i+p after
-nearest-2x upsampling: phase 0 reads row i-1 with kernel row 0 and row i with rows 1+2; phase 1 reads row i with
-rows 0+1 and row i+1 with row 2 (the same for columns)."""
-
-
-def subpixel_weights(w: torch.Tensor) -> torch.Tensor:
-    """[cout, cin, 3, 3] weights of a conv after nearest-2x upsampling -> [4, cout, cin, 2, 2], one 2x2 kernel
-    of the low-resolution input per output phase (py * 2 + px): the same outputs with 4 taps instead of 9."""
-    A = _SUBPIXEL_ROWS.to(w)
-    k = torch.einsum("pak,oikl,qbl->pqoiab", A, w, A)
-    return k.reshape(4, *k.shape[2:])
-
-
-def pack_conv(
-    conv: nn.Conv2d,
-    fp8: bool = False,
-    cin_pad: int | None = None,
-    upsample: bool = False,
-    skip: nn.Conv2d | None = None,
-) -> ConvSpec:
-    """Repack an nn.Conv2d (3x3 pad 1 or 1x1, stride 1 or 2) for the kernel; FP8 weights get per-channel scales.
-    `upsample`: the conv reads a nearest-2x upsampled input (packed in sub-pixel form)."""
-    w = conv.weight.detach().float()
-    cout, cin, kh, kw = w.shape
-    if kh != kw or conv.padding[0] != kh // 2 or conv.groups != 1 or conv.dilation[0] != 1:
-        raise MetabonkError(f"fused conv supports square 'same'-padded convolutions, got {conv}")
-    if upsample and (kh != 3 or conv.stride[0] != 1):
-        raise MetabonkError("fused upsampling conv must be 3x3, stride 1")
-    if cin_pad is not None and cin_pad > cin:
-        w = F.pad(w, (0, 0, 0, 0, 0, cin_pad - cin))
-        cin = cin_pad
-    n_pad = max(16, 1 << (cout - 1).bit_length())
-    ksize = kh
-    if upsample:
-        w = subpixel_weights(w)  # [4, cout, cin, 2, 2]
-        ksize = 2
-    else:
-        w = w[None]
-    w = w.permute(0, 1, 3, 4, 2).reshape(w.shape[0], cout, -1)  # k = (dy*K + dx)*cin + c
-    w = F.pad(w, (0, 0, 0, n_pad - cout))
-    bias = F.pad(conv.bias.detach().float() if conv.bias is not None else w.new_zeros(cout), (0, n_pad - cout))
-    ws = None
-    if skip is not None:
-        ws = skip.weight.detach()[:, :, 0, 0].to(torch.bfloat16).contiguous()
-        if skip.bias is not None:
-            bias = bias + F.pad(skip.bias.detach().float(), (0, n_pad - cout))
-    wscale = None
-    if fp8:
-        if upsample:
-            raise MetabonkError("fused FP8 convs take normalised inputs; upsampling convs stay bf16")
-        wscale = (w[0].abs().amax(dim=1) / 448.0).clamp_min(1e-12)
-        wq = (w / wscale[None, :, None]).to(torch.float8_e4m3fn)
-    else:
-        wq = w.to(torch.bfloat16)
-    wq = wq[0] if not upsample else wq
-    return ConvSpec(wq.contiguous(), bias.contiguous(), wscale, cin, cout, n_pad, ksize, conv.stride[0], upsample, ws)
-
-
-@dataclass
-class NormSpec:
-    """A group norm: groups, eps, and where its [scale(C), shift(C)] rows live in the modulation tensor."""
-
-    channels: int
-    groups: int
-    eps: float
-    offset: int
-    """Column of the scale block in the per-forward modulation matrix (AdaGN); -1: `const` holds them."""
-    const: torch.Tensor | None = None
-    """[1, 2C] fp32 (weight - 1, bias) of an affine nn.GroupNorm, shared by every sample."""
 
 
 Tensor = torch.Tensor
@@ -176,18 +69,19 @@ def _conv_candidates(hw: int, cin: int, n_pad: int) -> list[dict[str, int]]:
     fits = [c for c in CONV_CONFIGS if c["BM"] <= hw and hw % c["BM"] == 0 and (n_pad >= 64 or not c["SWAP"])]
     if any(c["BM"] > 64 for c in fits):
         fits = [c for c in fits if c["BM"] > 64]
-    if not fits and _pow2(hw) and hw >= 16:  # small maps (tests): one tile per sample
+    if not fits and pow2(hw) and hw >= 16:  # small maps (tests): one tile per sample
         fits = [{"BM": hw, "num_warps": 4, "NUM_STAGES": 2, "SWAP": 0}]
     if cin % 128 == 0:
         fits += [{**c, "BK": 128} for c in fits[:1] + [c for c in fits if c["SWAP"]][:1]]
     return fits
 
 
-class FusedInner(nn.Module):
-    """`InnerModel.forward` computed with fused Triton kernels (see the module docstring)."""
+class FusedInner(InnerModel):
+    """`InnerModel.forward` computed with fused Triton kernels (see the module docstring). It is an InnerModel
+    holding the same sub-modules (its own conditioning is reused), so a FusedInner can be re-fused too."""
 
     def __init__(self, inner: InnerModel, precision: str = "bf16") -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # adopts inner's modules instead of building new ones
         if precision not in PRECISIONS:
             raise MetabonkError(f"fused precision must be one of {PRECISIONS}, got '{precision}'")
         self.precision = precision
@@ -207,21 +101,16 @@ class FusedInner(nn.Module):
         self.traffic_bytes = 0
         """Bytes the launches so far read and wrote in device memory (activations once each; weights, statistics
         and the halo re-reads that hit L2 left out): the HBM traffic a forward needs at the least."""
-        self._check_shapes()
         self.repack()
-
-    # ---- packing -------------------------------------------------------------------------------------------
-    def _check_shapes(self) -> None:
-        u = self.unet
-        for ch in [u.conv_in.out_channels, *(m.out_channels for m in u.modules() if isinstance(m, nn.Conv2d))]:
-            if ch != u.conv_out.out_channels and not _pow2(ch):
-                raise MetabonkError(f"fused U-Net needs power-of-two channel counts, got {ch}")
 
     def repack(self) -> None:
         """(Re)build the kernels' weight copies from the current module weights."""
         fp8 = self.precision == "fp8"
         u = self.unet
         dev = u.conv_in.weight.device
+        for m in u.modules():
+            if isinstance(m, nn.Conv2d) and m is not u.conv_out and not pow2(m.out_channels):
+                raise MetabonkError(f"fused U-Net needs power-of-two channel counts, got {m.out_channels}")
         self.specs: dict[int, ConvSpec] = {}
         self.norms: dict[int, NormSpec] = {}
         cin_in = u.conv_in.in_channels
@@ -235,6 +124,10 @@ class FusedInner(nn.Module):
                 self.specs[id(m.conv2)] = pack_conv(m.conv2, fp8=fp8, skip=skip)
                 for norm in (m.norm1, m.norm2):
                     c = norm.linear.out_features // 2
+                    if c % norm.num_groups or not pow2(c // norm.num_groups):
+                        raise MetabonkError(
+                            f"fused group norm needs power-of-two channels per group, got {c}/{norm.num_groups}"
+                        )
                     self.norms[id(norm)] = NormSpec(c, norm.num_groups, 1e-5, offset)
                     mod_w.append(norm.linear.weight.detach().float())
                     mod_b.append(norm.linear.bias.detach().float())
@@ -251,15 +144,9 @@ class FusedInner(nn.Module):
         self.norms[id(g)] = NormSpec(g.num_channels, g.num_groups, g.eps, -1, const.to(dev))
         self.mod_weight = torch.cat(mod_w).to(dev)
         self.mod_bias = torch.cat(mod_b).to(dev)
-        for m in u.modules():
-            if isinstance(m, AdaGroupNorm):
-                self._check_groups(m.linear.out_features // 2, m.num_groups)
-
-    @staticmethod
-    def _check_groups(channels: int, groups: int) -> None:
-        cpg = channels // groups
-        if not _pow2(cpg) or channels % groups:
-            raise MetabonkError(f"fused group norm needs power-of-two channels per group, got {channels}/{groups}")
+        # per forward: one [B, 2, c] statistics slice for each conv but the output conv (sized by the widest)
+        self.stats_slices = len(self.specs) - 1
+        self.stats_width = max(s.n_pad for s in self.specs.values())
 
     # ---- kernel launches -----------------------------------------------------------------------------------
     def _act_dtype(self) -> torch.dtype:
@@ -286,8 +173,6 @@ class FusedInner(nn.Module):
         fp8 = self.precision == "fp8"
         out = torch.empty(B, H, W, ctot, device=parts[0][0].device, dtype=self._act_dtype())
         hw = H * W
-        key = ("norm_act", ctot, len(parts), str(out.dtype), B, H, W)
-
         if len(parts) > 2:
             raise MetabonkError("fused group norm takes at most two concatenated inputs")
         (x1, st1), (x2, st2) = parts[0], parts[-1]
@@ -312,7 +197,7 @@ class FusedInner(nn.Module):
             )
 
         cands = [c for c in NORM_CONFIGS if c["BP"] <= hw and hw % c["BP"] == 0] or [{"BP": hw, "num_warps": 4}]
-        key = (*key, ns)
+        key = ("norm_act", ctot, len(parts), str(out.dtype), B, H, W, ns)
         self.calls[key] += 1
         run(self._config(key, hw, cands, run, None))
         self.traffic_bytes += sum(_nbytes(t) for t, _ in parts) + _nbytes(out) + (_nbytes(skip) if ns else 0)
@@ -339,7 +224,7 @@ class FusedInner(nn.Module):
         consts = {
             "CIN": cin, "COUT": spec.cout, "KSIZE": spec.ksize, "STRIDE": spec.stride, "SUBPIXEL": spec.upsample,
             "WSCALE": fp8, "RESIDUAL": residual is not None, "STATS": stats is not None,
-            "BN": spec.n_pad, "BK": _block_k(cin, fp8),
+            "BN": spec.n_pad, "BK": block_k(cin, fp8),
         }
         dummy = spec.bias
         args = (
@@ -416,11 +301,10 @@ class FusedInner(nn.Module):
         if not noisy_BCHW.is_cuda and not _interpreting():
             raise MetabonkError("the fused world-model kernels run on CUDA only")
         B, _, H, W = noisy_BCHW.shape
-        if not (_pow2(H) and _pow2(W)):
+        if not (pow2(H) and pow2(W)):
             raise MetabonkError(f"the fused U-Net needs power-of-two frame sizes, got {H}x{W}")
         with torch.no_grad():
-            act = self.act_proj(self.act_emb(actions_BK).reshape(B, -1))
-            cond = self.cond_proj(self.noise_emb(c_noise_B) + self.context_noise_emb(c_noise_context_B) + act)
+            cond = self.conditioning(c_noise_B, actions_BK, c_noise_context_B)
             mods = F.linear(cond.float(), self.mod_weight, self.mod_bias)
             x = torch.cat([noisy_BCHW, context_BKCHW.flatten(1, 2)], dim=1)
             xin = x.new_zeros(B, H, W, self.cin_pad, dtype=torch.bfloat16)
@@ -430,9 +314,7 @@ class FusedInner(nn.Module):
     def _unet(self, xin: Tensor, mods: Tensor) -> Tensor:
         u = self.unet
         B, dev = xin.shape[0], xin.device
-        c_max = max(s.n_pad for s in self.specs.values())
-        n_stats = 1 + 2 * sum(isinstance(m, ResBlock) for m in u.modules()) + len(u.downsample) + len(u.upsample)
-        pool = torch.zeros(n_stats * B * 2 * c_max, device=dev, dtype=torch.float32)  # one memset per forward
+        pool = torch.zeros(self.stats_slices * B * 2 * self.stats_width, device=dev, dtype=torch.float32)  # 1 memset
         used = [0]
 
         def new_stats(c: int) -> Tensor:  # a contiguous [B, 2, c] slice of the pool
@@ -476,12 +358,6 @@ class FusedInner(nn.Module):
             self._tuning = False
 
 
-def _sm_count(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 1  # the interpreter (tests): few programs, so each walks several tiles
-    return int(torch.cuda.get_device_properties(device).multi_processor_count)
-
-
 def _nbytes(t: Tensor) -> int:
     return t.numel() * t.element_size()
 
@@ -494,15 +370,9 @@ def _interpreting() -> bool:
 
 def fuse_denoiser(model: nn.Module, precision: str = "bf16") -> FusedInner:
     """Swap a WorldModel's denoiser network for its fused-kernel version (in place; state_dict keys unchanged)."""
-    _triton()
+    _require_triton()
     if next(model.parameters()).device.type != "cuda" and not _interpreting():
         raise MetabonkError("the fused world-model kernels run on CUDA only (use --device cuda, or eager kernels)")
-    inner = model.denoiser.inner  # type: ignore[union-attr]
-    if isinstance(inner, FusedInner):
-        inner = InnerModel.__new__(InnerModel)  # re-fusing: rebuild from the kept modules
-        nn.Module.__init__(inner)
-        for name in ("noise_emb", "context_noise_emb", "act_emb", "act_proj", "cond_proj", "unet"):
-            setattr(inner, name, getattr(model.denoiser.inner, name))  # type: ignore[union-attr]
-    fused = FusedInner(inner, precision)
+    fused = FusedInner(model.denoiser.inner, precision)  # type: ignore[union-attr,arg-type]
     model.denoiser.inner = fused  # type: ignore[union-attr]
     return fused

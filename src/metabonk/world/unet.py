@@ -101,8 +101,13 @@ class InnerModel(nn.Module):
         actions_BK: torch.Tensor,
         c_noise_context_B: torch.Tensor,
     ) -> torch.Tensor:
-        B = noisy_BCHW.shape[0]
-        act = self.act_proj(self.act_emb(actions_BK).reshape(B, -1))
-        cond = self.cond_proj(self.noise_emb(c_noise_B) + self.context_noise_emb(c_noise_context_B) + act)
+        cond = self.conditioning(c_noise_B, actions_BK, c_noise_context_B)
         x = torch.cat([noisy_BCHW, context_BKCHW.flatten(1, 2)], dim=1)
         return self.unet(x, cond)
+
+    def conditioning(
+        self, c_noise_B: torch.Tensor, actions_BK: torch.Tensor, c_noise_context_B: torch.Tensor
+    ) -> torch.Tensor:
+        """The conditioning vector [B, cond_channels] every adaptive group norm is modulated by."""
+        act = self.act_proj(self.act_emb(actions_BK).reshape(actions_BK.shape[0], -1))
+        return self.cond_proj(self.noise_emb(c_noise_B) + self.context_noise_emb(c_noise_context_B) + act)
