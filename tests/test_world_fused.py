@@ -112,23 +112,58 @@ def test_conv_kernel_matches_conv2d_and_its_statistics(fused, case: str) -> None
     torch.testing.assert_close(stats, want, rtol=1e-3, atol=1e-2)
 
 
-@pytest.mark.parametrize("cin", [32, 128])
-def test_every_launch_configuration_gives_the_same_result(fused, cin: int) -> None:
+@pytest.mark.parametrize(("cin", "fp8"), [(32, False), (128, False), (64, True), (128, True)])
+def test_every_launch_configuration_gives_the_same_result(fused, cin: int, fp8: bool) -> None:
     torch.manual_seed(1)
     conv = nn.Conv2d(cin, 64, 3, padding=1)
-    spec = fused.pack_conv(conv)
-    x = _nhwc(torch.randn(3, cin, 16, 16))
-    ref = F.conv2d(_nchw(x), conv.weight.bfloat16().float(), conv.bias, padding=1).detach()
+    spec = fused.pack_conv(conv, fp8=fp8)
+    x = torch.randn(3, 16, 16, cin).to(torch.float8_e4m3fn if fp8 else torch.bfloat16)
+    w = spec.w.float() * (spec.wscale[:, None] if fp8 else 1)  # the packed weights, dequantised
+    w = w[:64].view(64, 3, 3, cin).permute(0, 3, 1, 2)
+    ref = F.conv2d(_nchw(x), w, conv.bias, padding=1).detach()
+    kw: dict[str, torch.Tensor] = {}
+    if cin != 128:  # a residual too (loaded by pointers or by the TMA unit)
+        r = torch.randn_like(ref).bfloat16().float()
+        kw["residual"], ref = _nhwc(r), ref + r
     f = _bare(fused)
-    cands = fused._conv_candidates(256, cin, 64)
+    cands = fused.conv_candidates(256, cin, 64, tma_width=16, itemsize=x.element_size())
     assert any(c["SWAP"] for c in cands) and any(c["BM"] == 256 for c in cands)
+    assert any(c.get("TMA") and c["SWAP"] for c in cands) and any(c.get("TMA") and not c["SWAP"] for c in cands)
+    assert any(c.get("EPI") for c in cands) and any(c.get("PERSIST") for c in cands)
     assert any(c.get("BK") == 128 for c in cands) == (cin == 128)
-    for cfg in cands:  # tile sizes, transposed MMA, pipeline depth, BK 128
+    assert any(c.get("BK") == 128 and c.get("TMA") for c in cands) == (cin == 128 and fp8)
+    for cfg in cands:  # tile sizes, transposed MMA, pipeline depth, BK 128, TMA loads (zero-filled padding), persistent
         f._config = lambda key, hw, cands, run, stats, cfg=cfg: cfg  # force this configuration
         stats = torch.zeros(3, 2, 64)
-        out = _nchw(f.conv(spec, x, stats))
+        out = _nchw(f.conv(spec, x, stats, **kw))
         assert (out - ref).abs().max() < 0.02 * ref.abs().max() + 0.02, cfg
         torch.testing.assert_close(stats[:, 0], ref.sum((2, 3)), rtol=1e-3, atol=1e-2, msg=str(cfg))
+    assert conv_candidates_without_tma(fused, cin) == [c for c in cands if not c.get("TMA")]
+
+
+def test_subpixel_conv_in_every_launch_configuration(fused) -> None:
+    torch.manual_seed(3)
+    conv = nn.Conv2d(32, 64, 3, padding=1)
+    spec = fused.pack_conv(conv, upsample=True)
+    x = torch.randn(3, 32, 16, 16).bfloat16().float()
+    ref = _subpixel_conv(x, subpixel_weights(conv.weight.detach()).bfloat16().float(), conv.bias).detach()
+    f = _bare(fused)
+    cands = fused.conv_candidates(256, 32, 64, tma_width=16, epi=False)
+    assert any(c.get("TMA") for c in cands) and any(c.get("PERSIST") for c in cands)
+    assert not any(c.get("EPI") for c in cands)  # sub-pixel outputs are not consecutive pixels
+    for cfg in cands:
+        f._config = lambda key, hw, cands, run, stats, cfg=cfg: cfg
+        stats = torch.zeros(3, 2, 64)
+        out = _nchw(f.conv(spec, _nhwc(x), stats))
+        assert (out - ref).abs().max() < 0.02 * ref.abs().max() + 0.02, cfg
+        torch.testing.assert_close(stats[:, 1], ref.pow(2).sum((2, 3)), rtol=1e-3, atol=1e-1, msg=str(cfg))
+
+
+def conv_candidates_without_tma(fused, cin: int) -> list[dict[str, int]]:
+    """Strided and upsampling convs (tma_width 0) and maps wider than a TMA box get the pointer kernel only."""
+    plain = fused.conv_candidates(256, cin, 64)
+    assert plain == fused.conv_candidates(256, cin, 64, tma_width=512)
+    return plain
 
 
 def _model(channels: tuple[int, ...] = (32, 32, 32), groups: int = 8) -> WorldModel:

@@ -15,6 +15,10 @@ index k = tap*CIN + c (K contiguous, the operand layout FP8 tensor-core MMAs nee
   one per output phase (sub-pixel form: the same result with 4 taps instead of 9; weights combined at packing).
   The input may be bf16 or FP8 (e4m3); with FP8 weights each output channel is multiplied by its dequantisation
   scale. The residual tile is loaded before the main loop so its latency hides behind it.
+- `conv_tma_kernel`: the same convolution for stride-1 and sub-pixel convs with the input and weight tiles
+  fetched by the Hopper TMA unit (tensor descriptors): a tile is whole image rows, each tap a shifted box whose
+  out-of-image part the hardware zero-fills (the conv's padding), so the main loop has no per-element address
+  or mask arithmetic; optionally the residual and output through TMA too, and a persistent tile loop.
 - `norm_act_kernel`: y = SiLU(x * a + b) where a, b come from the group statistics of the input (one tensor or
   the concatenation of two) and the per-sample AdaGN scale/shift, written bf16 or FP8 as the next conv's input.
   Each program reduces the group statistics of its own sample (a few hundred flops), so no "finalize" launch.
@@ -126,12 +130,125 @@ def conv_kernel(
     obase = b64 * HWo * COUT
     if RESIDUAL:  # issued now so its latency hides behind the main loop
         res = tl.load(res_ptr + obase + o_off, mask=n_ok[None, :], other=0.0)
+    else:
+        res = 0.0
     xb = x_ptr + b64 * Hin * Win * CIN
     acc = _acc_zeros(BM, BN, SWAP)
     KK: tl.constexpr = KSIZE * KSIZE * (CIN // BK)
     for kk in tl.range(0, KK, num_stages=NUM_STAGES):  # software-pipelined: cp.async, NUM_STAGES deep
         acc = _k_step(acc, xb, w_ptr, kk, oh, ow, py, px, offs_n, Hin, Win, CIN, KSIZE, STRIDE, SUBPIXEL, BK,
                       UPCAST, SWAP)
+    acc = _finish(acc, res, wscale_ptr, bias_ptr, offs_n, WSCALE, RESIDUAL, SWAP)
+    tl.store(out_ptr + obase + o_off, acc.to(out_ptr.dtype.element_ty), mask=n_ok[None, :])
+    if STATS:
+        _stats(acc, stats_ptr + bidx * 2 * COUT, offs_n, n_ok, COUT)
+
+
+@triton.jit
+def conv_tma_kernel(
+    x_desc, w_desc, wscale_ptr, bias_ptr,
+    res_ptr, out_ptr, stats_ptr, res_desc, out_desc,
+    H, W, num_tiles,
+    CIN: tl.constexpr, COUT: tl.constexpr, KSIZE: tl.constexpr, SUBPIXEL: tl.constexpr,
+    WSCALE: tl.constexpr, RESIDUAL: tl.constexpr, STATS: tl.constexpr,
+    TH: tl.constexpr, TW: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    NUM_STAGES: tl.constexpr, UPCAST: tl.constexpr, SWAP: tl.constexpr, TMA_EPI: tl.constexpr,
+    PERSIST: tl.constexpr,
+):
+    """`conv_kernel` for stride-1 convs, its input tiles fetched by the TMA unit: a tile is TH whole rows
+    (TW = W) of one sample, and tap (dy, dx) is the box at (row + dy, dx) of x_desc ([B, H, W, CIN], block
+    [1, TH, TW, BK]): the hardware zero-fills the rows and columns outside the image (the conv's padding), so
+    no address or mask arithmetic per element; w_desc ([PHASES*N_PAD, TAPS*CIN], block [BN, BK]).
+    SUBPIXEL: as in `conv_kernel` (H, W the low-resolution grid, program axis 1 the output phase).
+    TMA_EPI (COUT = BN, not SUBPIXEL): the residual tile is loaded and the output tile stored by the TMA unit
+    too, through res_desc / out_desc ([B*H*W, COUT], block [BM, BN]).
+    PERSIST: each program walks tiles pid, pid + programs, ... of the `num_tiles`, the loop over tiles and
+    reduction steps flattened, so the next tile's loads are in flight during this tile's epilogue."""
+    if PERSIST:
+        for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=True):
+            _conv_tma_tile(tile, x_desc, w_desc, wscale_ptr, bias_ptr, res_ptr, out_ptr, stats_ptr, res_desc,
+                           out_desc, H, W, CIN, COUT, KSIZE, SUBPIXEL, WSCALE, RESIDUAL, STATS, TH, TW, BN, BK,
+                           NUM_STAGES, UPCAST, SWAP, TMA_EPI)
+    else:
+        _conv_tma_tile(tl.program_id(0), x_desc, w_desc, wscale_ptr, bias_ptr, res_ptr, out_ptr, stats_ptr,
+                       res_desc, out_desc, H, W, CIN, COUT, KSIZE, SUBPIXEL, WSCALE, RESIDUAL, STATS, TH, TW, BN,
+                       BK, NUM_STAGES, UPCAST, SWAP, TMA_EPI)
+
+
+@triton.jit
+def _conv_tma_tile(
+    tile, x_desc, w_desc, wscale_ptr, bias_ptr, res_ptr, out_ptr, stats_ptr, res_desc, out_desc, H, W,
+    CIN: tl.constexpr, COUT: tl.constexpr, KSIZE: tl.constexpr, SUBPIXEL: tl.constexpr,
+    WSCALE: tl.constexpr, RESIDUAL: tl.constexpr, STATS: tl.constexpr,
+    TH: tl.constexpr, TW: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    NUM_STAGES: tl.constexpr, UPCAST: tl.constexpr, SWAP: tl.constexpr, TMA_EPI: tl.constexpr,
+):
+    """One output tile of `conv_tma_kernel`."""
+    BM: tl.constexpr = TH * TW
+    HW = H * W
+    start = tile * BM
+    bidx = start // HW
+    g = start - bidx * HW
+    h0 = g // W
+    offs_n = tl.arange(0, BN)
+    n_ok = offs_n < COUT
+    b64 = bidx.to(tl.int64)
+    if SUBPIXEL:  # output pixel (2i + py, 2j + px) of low-resolution pixel (i, j)
+        phase = tl.program_id(1)
+        py = phase // 2
+        px = phase % 2
+        gg = g + tl.arange(0, BM)
+        r = (2 * (gg // W) + py) * (2 * W) + 2 * (gg % W) + px
+        obase = b64 * 4 * HW * COUT
+        wrow = phase * BN
+    else:
+        py = 0
+        px = 0
+        r = g + tl.arange(0, BM)
+        obase = b64 * HW * COUT
+        wrow = 0
+    o_off = (r * COUT)[:, None] + offs_n[None, :]
+    if RESIDUAL:  # issued now so its latency hides behind the main loop
+        if TMA_EPI:
+            res = res_desc.load([start, 0])
+        else:
+            res = tl.load(res_ptr + obase + o_off, mask=n_ok[None, :], other=0.0)
+    else:
+        res = 0.0
+    acc = _acc_zeros(BM, BN, SWAP)
+    CHUNKS: tl.constexpr = CIN // BK
+    KK: tl.constexpr = KSIZE * KSIZE * CHUNKS
+    for kk in tl.range(0, KK, num_stages=NUM_STAGES):  # TMA copies into shared memory, NUM_STAGES deep
+        tap = kk // CHUNKS
+        c0 = (kk % CHUNKS) * BK
+        if SUBPIXEL:
+            dy = tap // 2 - 1 + py
+            dx = tap % 2 - 1 + px
+        else:
+            dy = tap // KSIZE - KSIZE // 2
+            dx = tap % KSIZE - KSIZE // 2
+        x = x_desc.load([bidx, h0 + dy, dx, c0]).reshape(BM, BK)
+        w = w_desc.load([wrow, tap * CIN + c0])
+        if UPCAST:
+            x = x.to(tl.float32)
+            w = w.to(tl.float32)
+        if SWAP:
+            acc = tl.dot(w, x.T, acc)
+        else:
+            acc = tl.dot(x, w.T, acc)
+    acc = _finish(acc, res, wscale_ptr, bias_ptr, offs_n, WSCALE, RESIDUAL, SWAP)
+    if TMA_EPI:
+        out_desc.store([start, 0], acc.to(out_desc.dtype))
+    else:
+        tl.store(out_ptr + obase + o_off, acc.to(out_ptr.dtype.element_ty), mask=n_ok[None, :])
+    if STATS:
+        _stats(acc, stats_ptr + bidx * 2 * COUT, offs_n, n_ok, COUT)
+
+
+@triton.jit
+def _finish(acc, res, wscale_ptr, bias_ptr, offs_n, WSCALE: tl.constexpr, RESIDUAL: tl.constexpr,
+            SWAP: tl.constexpr):
+    """The accumulator as [BM, BN] output values: weight scales, bias and residual applied."""
     if SWAP:
         acc = tl.trans(acc)
     if WSCALE:
@@ -139,11 +256,14 @@ def conv_kernel(
     acc += tl.load(bias_ptr + offs_n)[None, :]
     if RESIDUAL:
         acc += res.to(tl.float32)
-    tl.store(out_ptr + obase + o_off, acc.to(out_ptr.dtype.element_ty), mask=n_ok[None, :])
-    if STATS:
-        sbase = stats_ptr + bidx * 2 * COUT + offs_n
-        tl.atomic_add(sbase, tl.sum(acc, axis=0), mask=n_ok)
-        tl.atomic_add(sbase + COUT, tl.sum(acc * acc, axis=0), mask=n_ok)
+    return acc
+
+
+@triton.jit
+def _stats(acc, stats_row, offs_n, n_ok, COUT: tl.constexpr):
+    """Accumulate the tile's per-channel sum and sum of squares into stats_row ([2, COUT] of its sample)."""
+    tl.atomic_add(stats_row + offs_n, tl.sum(acc, axis=0), mask=n_ok)
+    tl.atomic_add(stats_row + COUT + offs_n, tl.sum(acc * acc, axis=0), mask=n_ok)
 
 
 @triton.jit

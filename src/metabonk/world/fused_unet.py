@@ -10,13 +10,15 @@ Upsampling convolutions run in sub-pixel form. Activations are NHWC bf16, statis
 
 It keeps the original sub-modules under their own names, so `state_dict()` of a model whose denoiser uses it is
 unchanged; the packed kernel weights are copies made at construction (call `repack()` after changing weights).
-Inference only (no autograd). Inside `tuning()`, each layer shape's launch configurations are timed on real
-inputs and the fastest kept (do it before capturing a CUDA graph).
+Inference only (no autograd). Inside `tuning()`, each layer shape's launch configurations
+(`metabonk.world.fused_configs`: pointer-based or TMA-fed convolutions, tile sizes, pipeline depths) are timed on
+real inputs and the fastest kept (do it before capturing a CUDA graph; `DreamEnv` does it on its first GPU step).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ from torch import nn
 
 from metabonk.common.errors import MetabonkError
 from metabonk.world.blocks import ResBlock
+from metabonk.world.fused_configs import NORM_CONFIGS, conv_candidates
 from metabonk.world.fused_pack import ConvSpec, NormSpec, block_k, pack_conv, pow2
 from metabonk.world.unet import InnerModel
 
@@ -44,37 +47,6 @@ def _require_triton() -> None:
 Tensor = torch.Tensor
 Act = tuple[Tensor, Tensor]
 """A raw activation (NHWC bf16) and its per-channel statistics [B, 2, C] (sum, sum of squares)."""
-
-CONV_CONFIGS: tuple[dict[str, int], ...] = (
-    {"BM": 128, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 0},
-    {"BM": 256, "num_warps": 8, "NUM_STAGES": 3, "SWAP": 0},
-    {"BM": 128, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 1},
-    {"BM": 256, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 1},
-    {"BM": 128, "num_warps": 4, "NUM_STAGES": 4, "SWAP": 1},
-    {"BM": 256, "num_warps": 8, "NUM_STAGES": 3, "SWAP": 1},
-    {"BM": 64, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 0},
-)
-"""Launch configurations `tuning()` tries per layer shape: BM output pixels per tile; SWAP puts the pixels on the
-MMA's N (64 output channels on its M: 64x128 / 64x256 MMAs instead of 64x64). BM 64 is tried only where no larger
-tile fits (8x8 maps); a K block of 128 channels is tried too where the input has 128. (A persistent grid-stride
-variant was measured on an H200 and never won; removed.)"""
-NORM_CONFIGS: tuple[dict[str, int], ...] = (
-    {"BP": 64, "num_warps": 4}, {"BP": 128, "num_warps": 4}, {"BP": 128, "num_warps": 8}, {"BP": 256, "num_warps": 8},
-)
-"""Pixels per program and warps of the norm pass (also tuned)."""
-
-
-def _conv_candidates(hw: int, cin: int, n_pad: int) -> list[dict[str, int]]:
-    """Configurations that fit a layer whose program grid covers `hw` pixels per sample."""
-    fits = [c for c in CONV_CONFIGS if c["BM"] <= hw and hw % c["BM"] == 0 and (n_pad >= 64 or not c["SWAP"])]
-    if any(c["BM"] > 64 for c in fits):
-        fits = [c for c in fits if c["BM"] > 64]
-    if not fits and pow2(hw) and hw >= 16:  # small maps (tests): one tile per sample
-        fits = [{"BM": hw, "num_warps": 4, "NUM_STAGES": 2, "SWAP": 0}]
-    if cin % 128 == 0:
-        fits += [{**c, "BK": 128} for c in fits[:1] + [c for c in fits if c["SWAP"]][:1]]
-    return fits
-
 
 class FusedInner(InnerModel):
     """`InnerModel.forward` computed with fused Triton kernels (see the module docstring). It is an InnerModel
@@ -96,6 +68,8 @@ class FusedInner(InnerModel):
         self._tuning = False
         self.tuned_ms: dict[tuple[Any, ...], float] = {}
         """Per layer shape: the fastest launch's time (ms) measured while tuning (a per-layer profile)."""
+        self.tuned_all: dict[tuple[Any, ...], list[tuple[dict[str, int], float]]] = {}
+        """Per layer shape: every candidate launch configuration that ran while tuning, and its time (ms)."""
         self.calls: Counter[tuple[Any, ...]] = Counter()
         """Launches per layer shape so far."""
         self.traffic_bytes = 0
@@ -233,7 +207,8 @@ class FusedInner(InnerModel):
         grid_hw = Hin * Win if spec.upsample else Ho * Wo  # pixels per sample the program grid walks
         key = (tuple(consts.values()), str(x.dtype), B, Ho, Wo)
         self.calls[key] += 1
-        cands = _conv_candidates(grid_hw, cin, spec.n_pad)
+        tma_width = Win if spec.stride == 1 else 0  # the grid's width (low-resolution for sub-pixel convs)
+        cands = conv_candidates(grid_hw, cin, spec.n_pad, tma_width, x.element_size(), epi=not spec.upsample)
         dims = (Hin, Win, Ho, Wo)
         phases = 4 if spec.upsample else 1
         cfg = self._config(key, grid_hw, cands,
@@ -249,6 +224,9 @@ class FusedInner(InnerModel):
 
         bm = cfg["BM"]
         consts = {**consts, "BK": cfg.get("BK", consts["BK"])}
+        if cfg.get("TMA"):
+            _launch_tma(args, stats, dims, pixels, phases, consts, cfg)
+            return
         conv_kernel[(pixels // bm, phases)](*args, stats, *dims, **consts, BM=bm, NUM_STAGES=cfg["NUM_STAGES"],
                                             UPCAST=_interpreting(), SWAP=bool(cfg["SWAP"]),
                                             num_warps=cfg["num_warps"])
@@ -271,6 +249,7 @@ class FusedInner(InnerModel):
                 t = do_bench(lambda cfg=cfg: run(cfg, scratch), warmup=3, rep=15)
             except Exception:  # a configuration the compiler cannot fit (registers, shared memory) is skipped
                 continue
+            self.tuned_all.setdefault(key, []).append((cfg, t))
             if t < best_t:
                 best, best_t = cfg, t
         self.best[key] = best
@@ -356,6 +335,41 @@ class FusedInner(InnerModel):
             yield
         finally:
             self._tuning = False
+
+
+def _launch_tma(args: tuple[Tensor, ...], stats: Tensor, dims: tuple[int, int, int, int], pixels: int, phases: int,
+                consts: dict[str, Any], cfg: dict[str, int]) -> None:
+    """Launch `conv_tma_kernel`: descriptors of the input ([B, H, W, C], boxes of BM / W whole rows), the weights
+    (2-D, one row block per output phase) and, with EPI, the residual and output ([pixels, C])."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    from metabonk.world.fused_kernels import conv_tma_kernel
+
+    x, w, res, out = args[0], args[1].flatten(0, -2), args[4], args[5]
+    H, W = dims[0], dims[1]  # the grid the tiles walk: the input's (stride 1, or sub-pixel's low resolution)
+    bm, bk, bn = cfg["BM"], consts["BK"], consts["BN"]
+    xd = TensorDescriptor(x, list(x.shape), list(x.stride()), [1, bm // W, W, bk])
+    wd = TensorDescriptor(w, list(w.shape), list(w.stride()), [bn, bk])
+    epi = bool(cfg.get("EPI")) and consts["COUT"] == bn and not consts["SUBPIXEL"]
+    rd = od = None
+    if epi:  # [pixels, channels] views: a tile's rows are consecutive pixels of one sample
+        od = TensorDescriptor(out, [pixels, bn], [bn, 1], [bm, bn])
+        if consts["RESIDUAL"]:
+            rd = TensorDescriptor(res, [pixels, bn], [bn, 1], [bm, bn])
+    tiles = pixels // bm
+    programs = min(tiles, cfg["PERSIST"] * _sm_count(x.device)) if cfg.get("PERSIST") else tiles
+    keys = ("CIN", "COUT", "KSIZE", "SUBPIXEL", "WSCALE", "RESIDUAL", "STATS", "BN", "BK")
+    conv_tma_kernel[(programs, phases)](
+        xd, wd, *args[2:], stats, rd, od, H, W, tiles, **{k: consts[k] for k in keys}, TH=bm // W, TW=W,
+        NUM_STAGES=cfg["NUM_STAGES"], UPCAST=_interpreting(), SWAP=bool(cfg["SWAP"]), TMA_EPI=epi,
+        PERSIST=bool(cfg.get("PERSIST")), num_warps=cfg["num_warps"],
+    )
+
+
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (1 under the interpreter, so tests walk several tiles each)."""
+    return 1 if _interpreting() else torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _nbytes(t: Tensor) -> int:
