@@ -44,10 +44,11 @@ class DreamEnv:
     ) -> None:
         if kernels not in KERNELS:
             raise MetabonkError(f"kernels must be one of {', '.join(KERNELS)}, got '{kernels}'")
+        self._fused = None
         if kernels != "eager":  # swaps the model's denoiser network in place (state_dict unchanged)
             from metabonk.world.fused_unet import fuse_denoiser
 
-            fuse_denoiser(model, kernels.removeprefix("fused_"))
+            self._fused = fuse_denoiser(model, kernels.removeprefix("fused_"))
         self.model = model.eval()
         cfg = model.config
         self.num_actions = cfg.num_actions
@@ -113,7 +114,9 @@ class DreamEnv:
         self._check_actions(a)
         acts = torch.cat([self.past_actions, a[:, None]], dim=1)
         noise = torch.randn(self.frames[:, 0].shape, device=self.device, generator=self.generator)
-        with self._autocast():
+        # on a GPU, the first step at each batch size times the fused kernels' launch configurations per layer
+        tune = self._fused.tuning() if self._fused is not None and self.device.type == "cuda" else nullcontext()
+        with self._autocast(), tune:
             nxt = self.model.sampler.sample(self.frames, acts, self.num_steps, noise_BCHW=noise).float()
             stack = torch.cat([self.frames, nxt[:, None]], dim=1)
             reward, logit = self.model.reward_model.predict(stack, a)
