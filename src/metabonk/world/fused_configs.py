@@ -36,7 +36,8 @@ NORM_CONFIGS: tuple[dict[str, int], ...] = (
     {"BP": 64, "num_warps": 4}, {"BP": 64, "num_warps": 2}, {"BP": 32, "num_warps": 2}, {"BP": 128, "num_warps": 4},
     {"BP": 128, "num_warps": 2}, {"BP": 32, "num_warps": 1}, {"BP": 16, "num_warps": 1},
 )
-"""Pixels per program and warps of the norm pass (small programs won on an H200: 32-64 pixels, 2 warps)."""
+"""Pixels per program and warps of the norm pass (small programs won on an H200: 32-64 pixels, 2 warps; the
+1-warp and 128-pixel 2-warp programs were added for the last H200 run, whose per-candidate times were not kept)."""
 
 TMA_MAX_BOX = 256
 """Largest extent of a TMA box along one dimension (elements)."""
