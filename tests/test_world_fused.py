@@ -43,7 +43,7 @@ def _bare(fused_mod):
     f = fused_mod.FusedInner.__new__(fused_mod.FusedInner)
     nn.Module.__init__(f)
     f.best, f._tuning, f.precision, f.traffic_bytes = {}, False, "bf16", 0
-    f.tuned_ms, f.calls = {}, __import__("collections").Counter()
+    f.tuned_ms, f.tuned_all, f.calls = {}, {}, __import__("collections").Counter()
     return f
 
 
@@ -157,6 +157,39 @@ def test_subpixel_conv_in_every_launch_configuration(fused) -> None:
         out = _nchw(f.conv(spec, _nhwc(x), stats))
         assert (out - ref).abs().max() < 0.02 * ref.abs().max() + 0.02, cfg
         torch.testing.assert_close(stats[:, 1], ref.pow(2).sum((2, 3)), rtol=1e-3, atol=1e-1, msg=str(cfg))
+
+
+def test_tuning_keeps_the_fastest_launch_that_compiles(fused, monkeypatch) -> None:
+    """tuning() times every candidate once per layer shape (GPU: triton.testing.do_bench; here a fake clock),
+    skips one that fails to compile, keeps the fastest for later calls, and the result stays correct."""
+    import triton.testing
+
+    torch.manual_seed(4)
+    conv = nn.Conv2d(32, 64, 3, padding=1)
+    spec = fused.pack_conv(conv)
+    x = _nhwc(torch.randn(2, 32, 16, 16))
+    ref = F.conv2d(_nchw(x), conv.weight.bfloat16().float(), conv.bias, padding=1).detach()
+    cands = fused.conv_candidates(256, 32, 64, tma_width=16)
+    fastest, broken = cands[-1], cands[1]
+    timed: list[dict[str, int]] = []
+
+    def fake_do_bench(fn, warmup: int, rep: int) -> float:
+        cfg = fn.__defaults__[0]  # the candidate the tuner's lambda binds
+        if cfg is broken:
+            raise RuntimeError("out of shared memory")
+        timed.append(cfg)
+        return 1.0 if cfg is fastest else 2.0 + len(timed)
+
+    monkeypatch.setattr(triton.testing, "do_bench", fake_do_bench)
+    f = _bare(fused)
+    with f.tuning():
+        out = _nchw(f.conv(spec, x, torch.zeros(2, 2, 64)))
+    assert len(timed) == len(cands) - 1 and broken not in timed
+    (key,) = f.best
+    assert f.best[key] is fastest and f.tuned_ms[key] == 1.0 and len(f.tuned_all[key]) == len(cands) - 1
+    assert (out - ref).abs().max() < 0.02 * ref.abs().max() + 0.02
+    f.conv(spec, x, torch.zeros(2, 2, 64))  # the same shape again: no new timing
+    assert len(timed) == len(cands) - 1
 
 
 def conv_candidates_without_tma(fused, cin: int) -> list[dict[str, int]]:
