@@ -18,6 +18,7 @@ pytest.importorskip("triton")
 
 from metabonk.common.errors import MetabonkError
 from metabonk.world.config import UNetConfig, WorldConfig
+from metabonk.world.fused_configs import conv_candidates
 from metabonk.world.fused_pack import subpixel_weights
 from metabonk.world.world_model import WorldModel
 
@@ -42,8 +43,8 @@ def _bare(fused_mod):
     """A FusedInner shell for calling its conv launcher on its own."""
     f = fused_mod.FusedInner.__new__(fused_mod.FusedInner)
     nn.Module.__init__(f)
-    f.best, f._tuning, f.precision, f.traffic_bytes = {}, False, "bf16", 0
-    f.tuned_ms, f.tuned_all, f.calls = {}, {}, __import__("collections").Counter()
+    f.best, f.autotune, f.precision, f.traffic_bytes = {}, False, "bf16", 0
+    f.tuned_all, f.calls = {}, __import__("collections").Counter()
     return f
 
 
@@ -126,7 +127,7 @@ def test_every_launch_configuration_gives_the_same_result(fused, cin: int, fp8: 
         r = torch.randn_like(ref).bfloat16().float()
         kw["residual"], ref = _nhwc(r), ref + r
     f = _bare(fused)
-    cands = fused.conv_candidates(256, cin, 64, tma_width=16, itemsize=x.element_size())
+    cands = conv_candidates(256, cin, 64, tma_width=16, itemsize=x.element_size())
     assert any(c["SWAP"] for c in cands) and any(c["BM"] == 256 for c in cands)
     assert any(c.get("TMA") and c["SWAP"] for c in cands) and any(c.get("TMA") and not c["SWAP"] for c in cands)
     assert any(c.get("EPI") for c in cands) and any(c.get("PERSIST") for c in cands)
@@ -148,7 +149,7 @@ def test_subpixel_conv_in_every_launch_configuration(fused) -> None:
     x = torch.randn(3, 32, 16, 16).bfloat16().float()
     ref = _subpixel_conv(x, subpixel_weights(conv.weight.detach()).bfloat16().float(), conv.bias).detach()
     f = _bare(fused)
-    cands = fused.conv_candidates(256, 32, 64, tma_width=16, epi=False)
+    cands = conv_candidates(256, 32, 64, tma_width=16, epi=False)
     assert any(c.get("TMA") for c in cands) and any(c.get("PERSIST") for c in cands)
     assert not any(c.get("EPI") for c in cands)  # sub-pixel outputs are not consecutive pixels
     for cfg in cands:
@@ -169,7 +170,7 @@ def test_tuning_keeps_the_fastest_launch_that_compiles(fused, monkeypatch) -> No
     spec = fused.pack_conv(conv)
     x = _nhwc(torch.randn(2, 32, 16, 16))
     ref = F.conv2d(_nchw(x), conv.weight.bfloat16().float(), conv.bias, padding=1).detach()
-    cands = fused.conv_candidates(256, 32, 64, tma_width=16)
+    cands = conv_candidates(256, 32, 64, tma_width=16)
     fastest, broken = cands[-1], cands[1]
     timed: list[dict[str, int]] = []
 
@@ -194,8 +195,8 @@ def test_tuning_keeps_the_fastest_launch_that_compiles(fused, monkeypatch) -> No
 
 def conv_candidates_without_tma(fused, cin: int) -> list[dict[str, int]]:
     """Strided and upsampling convs (tma_width 0) and maps wider than a TMA box get the pointer kernel only."""
-    plain = fused.conv_candidates(256, cin, 64)
-    assert plain == fused.conv_candidates(256, cin, 64, tma_width=512)
+    plain = conv_candidates(256, cin, 64)
+    assert plain == conv_candidates(256, cin, 64, tma_width=512)
     return plain
 
 

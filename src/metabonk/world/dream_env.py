@@ -44,11 +44,12 @@ class DreamEnv:
     ) -> None:
         if kernels not in KERNELS:
             raise MetabonkError(f"kernels must be one of {', '.join(KERNELS)}, got '{kernels}'")
-        self._fused = None
         if kernels != "eager":  # swaps the model's denoiser network in place (state_dict unchanged)
             from metabonk.world.fused_unet import fuse_denoiser
 
-            self._fused = fuse_denoiser(model, kernels.removeprefix("fused_"))
+            # on a GPU, each layer shape's launch configurations are timed on first use (the first step at a
+            # new batch size) and the fastest kept
+            fuse_denoiser(model, kernels.removeprefix("fused_")).autotune = model.device.type == "cuda"
         self.model = model.eval()
         cfg = model.config
         self.num_actions = cfg.num_actions
@@ -114,9 +115,7 @@ class DreamEnv:
         self._check_actions(a)
         acts = torch.cat([self.past_actions, a[:, None]], dim=1)
         noise = torch.randn(self.frames[:, 0].shape, device=self.device, generator=self.generator)
-        # on a GPU, the first step at each batch size times the fused kernels' launch configurations per layer
-        tune = self._fused.tuning() if self._fused is not None and self.device.type == "cuda" else nullcontext()
-        with self._autocast(), tune:
+        with self._autocast():
             nxt = self.model.sampler.sample(self.frames, acts, self.num_steps, noise_BCHW=noise).float()
             stack = torch.cat([self.frames, nxt[:, None]], dim=1)
             reward, logit = self.model.reward_model.predict(stack, a)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from metabonk.world.fused_pack import pow2
 
 CONV_CONFIGS: tuple[dict[str, int], ...] = (
@@ -68,3 +70,16 @@ def conv_candidates(hw: int, cin: int, n_pad: int, tma_width: int = 0, itemsize:
         if itemsize == 1:
             tma += [{**c, "BK": 128} for c in tma[:2]]
     return fits + tma
+
+
+@functools.cache
+def cached_conv_candidates(hw: int, cin: int, n_pad: int, tma_width: int, itemsize: int,
+                           epi: bool) -> tuple[dict[str, int], ...]:
+    """`conv_candidates`, built once per layer shape (the sampler asks at every launch)."""
+    return tuple(conv_candidates(hw, cin, n_pad, tma_width, itemsize, epi))
+
+
+@functools.cache
+def norm_candidates(hw: int) -> tuple[dict[str, int], ...]:
+    """Norm-pass configurations whose pixel tile divides a `hw`-pixel map (one tile per sample if none does)."""
+    return tuple(c for c in NORM_CONFIGS if c["BP"] <= hw and hw % c["BP"] == 0) or ({"BP": hw, "num_warps": 4},)

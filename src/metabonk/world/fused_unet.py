@@ -21,7 +21,7 @@ import contextlib
 import functools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ from torch import nn
 
 from metabonk.common.errors import MetabonkError
 from metabonk.world.blocks import ResBlock
-from metabonk.world.fused_configs import NORM_CONFIGS, conv_candidates
+from metabonk.world.fused_configs import cached_conv_candidates, norm_candidates
 from metabonk.world.fused_pack import ConvSpec, NormSpec, block_k, pack_conv, pow2
 from metabonk.world.unet import InnerModel
 
@@ -65,9 +65,9 @@ class FusedInner(InnerModel):
         self.cond_proj = inner.cond_proj
         self.unet = inner.unet
         self.best: dict[tuple[Any, ...], dict[str, int]] = {}
-        self._tuning = False
-        self.tuned_ms: dict[tuple[Any, ...], float] = {}
-        """Per layer shape: the fastest launch's time (ms) measured while tuning (a per-layer profile)."""
+        self.autotune = False
+        """Time each new layer shape's launch configurations on first use and keep the fastest (CUDA only; see
+        `tuning()`); off: a new shape gets the first candidate."""
         self.tuned_all: dict[tuple[Any, ...], list[tuple[dict[str, int], float]]] = {}
         """Per layer shape: every candidate launch configuration that ran while tuning, and its time (ms)."""
         self.calls: Counter[tuple[Any, ...]] = Counter()
@@ -170,10 +170,9 @@ class FusedInner(InnerModel):
                 num_warps=cfg["num_warps"],
             )
 
-        cands = [c for c in NORM_CONFIGS if c["BP"] <= hw and hw % c["BP"] == 0] or [{"BP": hw, "num_warps": 4}]
         key = ("norm_act", ctot, len(parts), str(out.dtype), B, H, W, ns)
         self.calls[key] += 1
-        run(self._config(key, hw, cands, run, None))
+        run(self._config(key, hw, norm_candidates(hw), run, None))
         self.traffic_bytes += sum(_nbytes(t) for t, _ in parts) + _nbytes(out) + (_nbytes(skip) if ns else 0)
         return out, (skip if ns else None)
 
@@ -208,7 +207,7 @@ class FusedInner(InnerModel):
         key = (tuple(consts.values()), str(x.dtype), B, Ho, Wo)
         self.calls[key] += 1
         tma_width = Win if spec.stride == 1 else 0  # the grid's width (low-resolution for sub-pixel convs)
-        cands = conv_candidates(grid_hw, cin, spec.n_pad, tma_width, x.element_size(), epi=not spec.upsample)
+        cands = cached_conv_candidates(grid_hw, cin, spec.n_pad, tma_width, x.element_size(), not spec.upsample)
         dims = (Hin, Win, Ho, Wo)
         phases = 4 if spec.upsample else 1
         cfg = self._config(key, grid_hw, cands,
@@ -231,14 +230,14 @@ class FusedInner(InnerModel):
                                             UPCAST=_interpreting(), SWAP=bool(cfg["SWAP"]),
                                             num_warps=cfg["num_warps"])
 
-    def _config(self, key: tuple[Any, ...], hw: int, cands: list[dict[str, int]],
+    def _config(self, key: tuple[Any, ...], hw: int, cands: Sequence[dict[str, int]],
                 run: Callable[[dict[str, int], Tensor], None], stats: Tensor | None) -> dict[str, int]:
         """The launch configuration for a layer shape: the fastest candidate if `tuning()` saw it, else the first."""
         if key in self.best:
             return self.best[key]
         if not cands:
             raise MetabonkError(f"fused kernels need a power-of-two output size of at least 16 pixels, got {hw}")
-        if not self._tuning:
+        if not self.autotune:
             return cands[0]
         from triton.testing import do_bench
 
@@ -253,8 +252,12 @@ class FusedInner(InnerModel):
             if t < best_t:
                 best, best_t = cfg, t
         self.best[key] = best
-        self.tuned_ms[key] = best_t
         return best
+
+    @property
+    def tuned_ms(self) -> dict[tuple[Any, ...], float]:
+        """Per layer shape: the fastest launch's time (ms) measured while tuning (a per-layer profile)."""
+        return {key: min(t for _, t in timed) for key, timed in self.tuned_all.items()}
 
     # ---- forward -------------------------------------------------------------------------------------------
     def _block(self, blk: ResBlock, parts: list[Act], mods: Tensor, stats: tuple[Tensor, Tensor]) -> Act:
@@ -329,12 +332,13 @@ class FusedInner(InnerModel):
     @contextlib.contextmanager
     def tuning(self) -> Iterator[None]:
         """Inside, each new layer shape's launch configurations are timed on its real inputs and the fastest kept;
-        later forwards of the same shapes use it. Run the sampler once inside, before capturing a CUDA graph."""
-        self._tuning = True
+        later forwards of the same shapes use it (`autotune` for the duration). Run the sampler once inside, before
+        capturing a CUDA graph."""
+        before, self.autotune = self.autotune, True
         try:
             yield
         finally:
-            self._tuning = False
+            self.autotune = before
 
 
 def _launch_tma(args: tuple[Tensor, ...], stats: Tensor, dims: tuple[int, int, int, int], pixels: int, phases: int,
