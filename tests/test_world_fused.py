@@ -18,7 +18,7 @@ pytest.importorskip("triton")
 
 from metabonk.common.errors import MetabonkError
 from metabonk.world.config import UNetConfig, WorldConfig
-from metabonk.world.fused_configs import conv_candidates
+from metabonk.world.fused_configs import NORM_CONFIGS, conv_candidates
 from metabonk.world.fused_pack import subpixel_weights
 from metabonk.world.world_model import WorldModel
 
@@ -60,9 +60,9 @@ def _subpixel_conv(x: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torc
 
 
 @pytest.mark.parametrize("fp8", [False, True])
-def test_norm_pass_of_a_concatenation_with_the_blocks_1x1_skip(fused, fp8: bool) -> None:
+def test_norm_pass_of_a_concatenation_with_the_blocks_1x1_skip(fused, fp8: bool, monkeypatch) -> None:
     torch.manual_seed(4)
-    B, H, C, G = 2, 8, 32, 8
+    B, H, C, G = 2, 16, 32, 8
     x1, x2 = torch.randn(B, C, H, H).bfloat16().float() * 2 + 1, torch.randn(B, C, H, H).bfloat16().float()
     cat = torch.cat([x1, x2], 1)
     mods = torch.randn(B, 4 * C) * 0.3  # [scale(2C), shift(2C)]
@@ -71,14 +71,17 @@ def test_norm_pass_of_a_concatenation_with_the_blocks_1x1_skip(fused, fp8: bool)
     f.precision = "fp8" if fp8 else "bf16"
     parts = [(_nhwc(x), torch.stack([x.sum((2, 3)), x.pow(2).sum((2, 3))], 1)) for x in (x1, x2)]
     norm = fused.NormSpec(2 * C, G, 1e-5, 0)
+    ws = fused.pack_conv(nn.Conv2d(C, 32, 3, padding=1), skip=skip).ws
     with torch.no_grad():
-        act, sk = f.norm_act(parts, norm, mods, skip_w=fused.pack_conv(nn.Conv2d(C, 32, 3, padding=1),
-                                                                        skip=skip).ws)
         ref = F.silu(F.group_norm(cat, G, eps=1e-5) * (1 + mods[:, : 2 * C, None, None]) + mods[:, 2 * C :, None, None])
         ref_skip = F.conv2d(cat, skip.weight.bfloat16().float())  # (its bias goes to the block's second conv)
     rel = 0.0625 if fp8 else 0.01  # elementwise, half a unit in the last place: e4m3 keeps 3 mantissa bits
-    assert bool(((_nchw(act) - ref).abs() <= rel * ref.abs() + 0.02).all())
-    assert (_nchw(sk) - ref_skip).abs().max() < 0.01 * ref_skip.abs().max()
+    for cfg in NORM_CONFIGS:  # every launch configuration the tuner may pick
+        monkeypatch.setattr(fused, "norm_candidates", lambda hw, cfg=cfg: (cfg,))
+        with torch.no_grad():
+            act, sk = f.norm_act(parts, norm, mods, skip_w=ws)
+        assert bool(((_nchw(act) - ref).abs() <= rel * ref.abs() + 0.02).all()), cfg
+        assert (_nchw(sk) - ref_skip).abs().max() < 0.01 * ref_skip.abs().max(), cfg
 
 
 def test_subpixel_weights_equal_upsample_then_conv(fused) -> None:
@@ -113,7 +116,7 @@ def test_conv_kernel_matches_conv2d_and_its_statistics(fused, case: str) -> None
     torch.testing.assert_close(stats, want, rtol=1e-3, atol=1e-2)
 
 
-@pytest.mark.parametrize(("cin", "fp8"), [(32, False), (128, False), (64, True), (128, True)])
+@pytest.mark.parametrize(("cin", "fp8"), [(16, False), (32, False), (128, False), (64, True), (128, True)])
 def test_every_launch_configuration_gives_the_same_result(fused, cin: int, fp8: bool) -> None:
     torch.manual_seed(1)
     conv = nn.Conv2d(cin, 64, 3, padding=1)
@@ -133,6 +136,7 @@ def test_every_launch_configuration_gives_the_same_result(fused, cin: int, fp8: 
     assert any(c.get("EPI") for c in cands) and any(c.get("PERSIST") for c in cands)
     assert any(c.get("BK") == 128 for c in cands) == (cin == 128)
     assert any(c.get("BK") == 128 and c.get("TMA") for c in cands) == (cin == 128 and fp8)
+    assert any(c["NUM_STAGES"] == 6 for c in cands) == (cin == 16)  # the input conv's deeper pipeline
     for cfg in cands:  # tile sizes, transposed MMA, pipeline depth, BK 128, TMA loads (zero-filled padding), persistent
         f._config = lambda key, hw, cands, run, stats, cfg=cfg: cfg  # force this configuration
         stats = torch.zeros(3, 2, 64)
@@ -140,6 +144,21 @@ def test_every_launch_configuration_gives_the_same_result(fused, cin: int, fp8: 
         assert (out - ref).abs().max() < 0.02 * ref.abs().max() + 0.02, cfg
         torch.testing.assert_close(stats[:, 0], ref.sum((2, 3)), rtol=1e-3, atol=1e-2, msg=str(cfg))
     assert conv_candidates_without_tma(fused, cin) == [c for c in cands if not c.get("TMA")]
+
+
+def test_output_conv_with_few_channels_in_every_launch_configuration(fused) -> None:
+    torch.manual_seed(2)
+    conv = nn.Conv2d(32, 3, 3, padding=1)  # 3 outputs, padded to a 16-wide MMA tile
+    spec = fused.pack_conv(conv)
+    x = torch.randn(2, 32, 16, 16).bfloat16().float()
+    ref = F.conv2d(x, conv.weight.bfloat16().float(), conv.bias, padding=1).detach()
+    f = _bare(fused)
+    cands = conv_candidates(256, 32, spec.n_pad, tma_width=16)
+    assert spec.n_pad == 16 and any(c["BM"] == 256 and not c["SWAP"] for c in cands)
+    for cfg in cands:
+        f._config = lambda key, hw, cands, run, stats, cfg=cfg: cfg
+        out = _nchw(f.conv(spec, _nhwc(x), None, out_dtype=torch.float32))
+        assert out.shape == ref.shape and (out - ref).abs().max() < 0.01 * ref.abs().max() + 0.01, cfg
 
 
 def test_subpixel_conv_in_every_launch_configuration(fused) -> None:

@@ -20,6 +20,15 @@ block of 128 channels is tried too where the input has 128. The lists keep the l
 within 3 %, for some layer on an H200 (benchmarks/results/fused-profile-fp8-h200.json has every candidate's
 time); 8-warp tiles, 512-pixel tiles and a pointer-based persistent kernel never were, and are not tried."""
 
+NARROW_CONFIGS: tuple[dict[str, int], ...] = ({"BM": 256, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 0},)
+"""An extra `conv_kernel` launch for convs with fewer than 64 output channels (the output conv), which cannot put
+pixels on the MMA's N: a larger pixel tile instead (within 2 % of the 128-pixel tile on the H200; 8-warp and
+512-pixel tiles were 5-9 % slower and are not tried)."""
+
+THIN_INPUT_CONFIGS: tuple[dict[str, int], ...] = ({"BM": 256, "num_warps": 4, "NUM_STAGES": 6, "SWAP": 1},)
+"""An extra `conv_kernel` launch for a 16-channel input (the input conv): each tap's K block is only 16 channels,
+so a deeper pipeline (0.41 ms vs 0.43 at 3 stages on the H200, batch 1024; 8-warp tiles were slower)."""
+
 CONV_TMA_CONFIGS: tuple[dict[str, int], ...] = (
     {"BM": 256, "num_warps": 4, "NUM_STAGES": 3, "SWAP": 1, "TMA": 1},
     {"BM": 256, "num_warps": 4, "NUM_STAGES": 4, "SWAP": 1, "TMA": 1},
@@ -59,6 +68,10 @@ def conv_candidates(hw: int, cin: int, n_pad: int, tma_width: int = 0, itemsize:
     element (a TMA box row is at most 128 bytes: K blocks of 128 channels only for FP8); `epi`: the TMA
     epilogue applies (not for sub-pixel convs, whose output pixels are not consecutive)."""
     fits = _fits(CONV_CONFIGS, hw, n_pad)
+    if n_pad < 64:
+        fits += [c for c in NARROW_CONFIGS if hw % c["BM"] == 0]
+    elif cin <= 16:
+        fits += [c for c in THIN_INPUT_CONFIGS if hw % c["BM"] == 0]
     if not fits and pow2(hw) and hw >= 16:  # small maps (tests): one tile per sample
         fits = [{"BM": hw, "num_warps": 4, "NUM_STAGES": 2, "SWAP": 0}]
     tma: list[dict[str, int]] = []
