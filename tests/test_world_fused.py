@@ -59,6 +59,20 @@ def _subpixel_conv(x: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torc
     return out
 
 
+def test_input_pack_puts_noisy_then_context_channels_then_zeros_in_nhwc(fused) -> None:
+    from metabonk.world.fused_pack import pack_input
+
+    noisy = torch.randn(3, 3, 16, 8)
+    ctx = (torch.rand(3, 2, 3, 16, 8) * 2 - 1).to(torch.bfloat16)  # any float dtype, as DreamEnv's frames
+    out = pack_input(noisy, ctx, 16)
+    ref = torch.cat([noisy, ctx.float().flatten(1, 2), torch.zeros(3, 7, 16, 8)], 1).permute(0, 2, 3, 1)
+    assert out.dtype == torch.bfloat16 and out.shape == (3, 16, 8, 16)
+    # within one bf16 step (the interpreter's fp32 -> bf16 cast truncates where the GPU rounds)
+    torch.testing.assert_close(out.float(), ref, rtol=2**-7, atol=0)
+    with pytest.raises(MetabonkError, match="do not fit"):
+        pack_input(noisy, torch.rand(3, 5, 3, 16, 8), 16)  # 18 channels
+
+
 @pytest.mark.parametrize("fp8", [False, True])
 def test_norm_pass_of_a_concatenation_with_the_blocks_1x1_skip(fused, fp8: bool, monkeypatch) -> None:
     torch.manual_seed(4)

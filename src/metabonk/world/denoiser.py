@@ -82,7 +82,7 @@ class Denoiser(nn.Module):
         out = self.inner(
             noisy_BCHW * cs.c_in, cs.c_noise, context_BKCHW, actions_BK, self.context_c_noise(context_sigma_B)
         )
-        return cs.c_skip * noisy_BCHW + cs.c_out * out
+        return torch.addcmul(cs.c_skip * noisy_BCHW, cs.c_out, out)  # c_skip x + c_out F in two passes, not three
 
     def sample_sigma(self, n: int, device: torch.device) -> torch.Tensor:
         e = self.config.edm

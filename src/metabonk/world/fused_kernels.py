@@ -25,6 +25,10 @@ index k = tap*CIN + c (K contiguous, the operand layout FP8 tensor-core MMAs nee
   A res-block's 1x1 skip convolution runs here too, on the raw tiles this pass reads anyway; the block's second
   conv adds its result as the residual.
 
+- `pack_input_kernel`: the network input as the first conv reads it: the noisy frame and the context frames
+  (NCHW, any float dtype) side by side on channels, NHWC bf16, zero-padded to a multiple of 16 channels, in one
+  pass (instead of a concatenation, a zero fill and a permuting copy).
+
 A program's rows all belong to one sample (BM divides H*W), which keeps the statistics one atomic per channel.
 """
 
@@ -330,3 +334,21 @@ def norm_act_kernel(
     if NS > 0:
         sk = skip_ptr + b64 * HW * NS + (p * NS)[:, None] + tl.arange(0, NS)[None, :]
         tl.store(sk, acc.to(skip_ptr.dtype.element_ty))
+
+
+@triton.jit
+def pack_input_kernel(noisy_ptr, ctx_ptr, out_ptr, HW, C0: tl.constexpr, C1: tl.constexpr, CPAD: tl.constexpr,
+                      BP: tl.constexpr):
+    """out[b, p, c] = noisy[b, c, p] for c < C0, ctx[b, c - C0, p] for c < C0 + C1, 0 up to CPAD (bf16 NHWC), for
+    BP pixels p of one sample b; noisy [B, C0, HW] and ctx [B, C1, HW] contiguous."""
+    start = tl.program_id(0) * BP
+    bidx = start // HW
+    b64 = bidx.to(tl.int64)
+    p = (start - bidx * HW + tl.arange(0, BP))[:, None]
+    c = tl.arange(0, CPAD)[None, :]
+    in_noisy = c < C0
+    in_ctx = (c >= C0) & (c < C0 + C1)
+    xn = tl.load(noisy_ptr + b64 * C0 * HW + tl.where(in_noisy, c, 0) * HW + p, mask=in_noisy, other=0.0)
+    xc = tl.load(ctx_ptr + b64 * C1 * HW + tl.where(in_ctx, c - C0, 0) * HW + p, mask=in_ctx, other=0.0)
+    v = tl.where(in_noisy, xn.to(tl.float32), xc.to(tl.float32))
+    tl.store(out_ptr + b64 * HW * CPAD + p * CPAD + c, v.to(tl.bfloat16))

@@ -120,3 +120,23 @@ class NormSpec:
     """Column of the scale block in the per-forward modulation matrix (AdaGN); -1: `const` holds them."""
     const: torch.Tensor | None = None
     """[1, 2C] fp32 (weight - 1, bias) of an affine nn.GroupNorm, shared by every sample."""
+
+
+def pack_input(noisy_BCHW: torch.Tensor, context_BKCHW: torch.Tensor, cin_pad: int) -> torch.Tensor:
+    """The fused U-Net's input, [B, H, W, cin_pad] bf16: the noisy frame's channels, then the context frames',
+    then zeros (`fused_kernels.pack_input_kernel`, one pass)."""
+    from metabonk.world.fused_kernels import pack_input_kernel
+
+    B, c0, H, W = noisy_BCHW.shape
+    ctx = context_BKCHW.flatten(1, 2).contiguous()
+    c1, hw = ctx.shape[1], H * W
+    if ctx.shape[0] != B or ctx.shape[2:] != noisy_BCHW.shape[2:]:
+        raise MetabonkError(f"fused input: context {tuple(context_BKCHW.shape)} does not match the frame "
+                            f"{tuple(noisy_BCHW.shape)}")
+    if c0 + c1 > cin_pad or not pow2(hw):
+        raise MetabonkError(f"fused input: {c0 + c1} channels of {H}x{W} do not fit the packed {cin_pad} channels")
+    out = torch.empty(B, H, W, cin_pad, device=noisy_BCHW.device, dtype=torch.bfloat16)
+    bp = min(hw, 128)
+    pack_input_kernel[(B * hw // bp,)](noisy_BCHW.contiguous(), ctx, out, hw, C0=c0, C1=c1, CPAD=cin_pad, BP=bp,
+                                       num_warps=4)
+    return out

@@ -31,7 +31,7 @@ from torch import nn
 from metabonk.common.errors import MetabonkError
 from metabonk.world.blocks import ResBlock
 from metabonk.world.fused_configs import cached_conv_candidates, norm_candidates
-from metabonk.world.fused_pack import ConvSpec, NormSpec, block_k, pack_conv, pow2
+from metabonk.world.fused_pack import ConvSpec, NormSpec, block_k, pack_conv, pack_input, pow2
 from metabonk.world.unet import InnerModel
 
 PRECISIONS = ("bf16", "fp8")
@@ -116,8 +116,9 @@ class FusedInner(InnerModel):
         g = u.norm_out
         const = torch.cat([g.weight.detach().float() - 1, g.bias.detach().float()])[None].contiguous()
         self.norms[id(g)] = NormSpec(g.num_channels, g.num_groups, g.eps, -1, const.to(dev))
-        self.mod_weight = torch.cat(mod_w).to(dev)
-        self.mod_bias = torch.cat(mod_b).to(dev)
+        mod_dtype = torch.bfloat16 if dev.type == "cuda" and fp8 else torch.float32
+        self.mod_weight = torch.cat(mod_w).to(dev, mod_dtype)
+        self.mod_bias = torch.cat(mod_b).to(dev, mod_dtype)
         # per forward: one [B, 2, c] statistics slice for each conv but the output conv (sized by the widest)
         self.stats_slices = len(self.specs) - 1
         self.stats_width = max(s.n_pad for s in self.specs.values())
@@ -282,16 +283,16 @@ class FusedInner(InnerModel):
     ) -> Tensor:
         if not noisy_BCHW.is_cuda and not _interpreting():
             raise MetabonkError("the fused world-model kernels run on CUDA only")
-        B, _, H, W = noisy_BCHW.shape
+        H, W = noisy_BCHW.shape[2:]
         if not (pow2(H) and pow2(W)):
             raise MetabonkError(f"the fused U-Net needs power-of-two frame sizes, got {H}x{W}")
+        # FP8 on a GPU: the conditioning MLP and the AdaGN projection on bf16 tensor cores too (fp32 they were ~1 %
+        # of the sampler's time; their error is small beside e4m3's); the norm pass reads scale/shift into fp32
         with torch.no_grad():
-            cond = self.conditioning(c_noise_B, actions_BK, c_noise_context_B)
-            mods = F.linear(cond.float(), self.mod_weight, self.mod_bias)
-            x = torch.cat([noisy_BCHW, context_BKCHW.flatten(1, 2)], dim=1)
-            xin = x.new_zeros(B, H, W, self.cin_pad, dtype=torch.bfloat16)
-            xin[..., : x.shape[1]] = x.permute(0, 2, 3, 1)
-            return self._unet(xin, mods).permute(0, 3, 1, 2)
+            with torch.autocast("cuda", torch.bfloat16, enabled=self.mod_weight.dtype == torch.bfloat16):
+                cond = self.conditioning(c_noise_B, actions_BK, c_noise_context_B)
+                mods = F.linear(cond.to(self.mod_weight.dtype), self.mod_weight, self.mod_bias)
+            return self._unet(pack_input(noisy_BCHW, context_BKCHW, self.cin_pad), mods).permute(0, 3, 1, 2)
 
     def _unet(self, xin: Tensor, mods: Tensor) -> Tensor:
         u = self.unet

@@ -56,9 +56,10 @@ class DiffusionSampler:
         for i in range(len(sigmas) - 1):
             s, s_next = sigmas[i], sigmas[i + 1]
             denoised = self.denoiser.denoise(x, s * ones, context_BKCHW, actions_BK)
-            d = (x - denoised) / s
-            x_next = x + d * (s_next - s)
+            # the Euler step x + (x - D) / s * (s_next - s), written as one elementwise pass instead of four
+            x_next = torch.lerp(x, denoised, 1 - s_next / s)
             if self.config.order == 2 and s_next > 0:
+                d = (x - denoised) / s
                 denoised_2 = self.denoiser.denoise(x_next, s_next * ones, context_BKCHW, actions_BK)
                 d_2 = (x_next - denoised_2) / s_next
                 x_next = x + (d + d_2) / 2 * (s_next - s)
