@@ -17,7 +17,7 @@ for step in ${STEPS:-all fp8 eager profile compile fidelity}; do
     all) timeout 420 python3 -m metabonk.bench.world "$OUT/world-fused-$label.json" eager_fp32,fused_bf16,fused_fp8 1,1024,4096 ;;
     fp8) timeout 200 python3 -m metabonk.bench.world "$OUT/world-fused-fp8-$label.json" fused_fp8 1024,4096 ;;
     eager) timeout 120 python3 -m metabonk.bench.world "$OUT/world-eager-$label.json" eager_fp32 1024,4096 ;;
-    profile) timeout 200 python3 benchmarks/fused_profile.py 1024 fp8 "$OUT/fused-profile-fp8-$label.json" | tail -n 1 ;;
+    profile) timeout 200 python3 benchmarks/fused_profile.py 1024 fp8 "$OUT/fused-profile-fp8-$label.json" | tail -n 13 ;;
     compile) timeout 180 python3 -m metabonk.bench.world "$OUT/world-compile-$label.json" bf16_cl_compile 1024 ;;
     fidelity) timeout 300 python3 -m metabonk.world.arena_gpu "$OUT/arena" "${TRAIN_SECONDS:-140}" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
