@@ -75,3 +75,30 @@ def test_training_resumes_from_the_saved_step(tmp_path) -> None:
     w0, w1 = first.decoder.out.weight, model.decoder.out.weight
     assert not torch.equal(w0, w1)
     assert np.isfinite(float(w1.detach().abs().sum()))
+
+
+def test_pair_probe_reads_an_acceleration_that_one_code_cannot() -> None:
+    from metabonk.latent.evaluate import pair_probe, per_code_probe
+
+    # codes that say where an object with inertia moved (its velocity), as a Pong LAM's do; the action changes it
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 3, 6000)  # down, none, up
+    velocity = np.zeros(len(actions), dtype=np.int64)
+    for t in range(1, len(actions)):  # clipped: at the ends an action may not show
+        velocity[t] = np.clip(velocity[t - 1] + actions[t] - 1, -2, 2)
+    codes = velocity + 2
+    prev, cur, y = codes[:-1], codes[1:], actions[1:]
+    half = len(y) // 2
+    one = per_code_probe(cur[:half], y[:half], cur[half:], y[half:])["accuracy"]
+    two = pair_probe(prev, cur, y, num_codes=5)["accuracy"]
+    assert one < 0.5 < 0.8 < two, (one, two)
+
+
+def test_previous_transitions_are_one_step_earlier_in_the_same_episode() -> None:
+    from metabonk.latent.data import TransitionData
+
+    frames = [torch.zeros(4, 8, 8, 3, dtype=torch.uint8), torch.zeros(3, 8, 8, 3, dtype=torch.uint8)]
+    data = TransitionData.from_episodes([{"obs": f} for f in frames], env="test")
+    rows, before = data.previous()
+    assert [tuple(x) for x in data.index[rows]] == [(0, 1), (0, 2), (1, 1)]
+    assert [tuple(x) for x in before.index] == [(0, 0), (0, 1), (1, 0)]

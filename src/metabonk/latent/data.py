@@ -106,6 +106,12 @@ class TransitionData:
         return TransitionData(self.frames, self.actions, self.index[rows], self.env, self.num_actions,
                               self.active)
 
+    def previous(self) -> tuple[np.ndarray, TransitionData]:
+        """(rows with t > 0, the transitions one step before each of them): for probes of consecutive codes."""
+        rows = np.nonzero(self.index[:, 1] > 0)[0]
+        before = self.index[rows] - np.array([0, 1], dtype=self.index.dtype)
+        return rows, TransitionData(self.frames, self.actions, before, self.env, self.num_actions, self.active)
+
     def take(self, count: int, seed: int = 0) -> TransitionData:
         """A random subset of `count` transitions (all of them when count >= len)."""
         if count <= 0 or count >= len(self):

@@ -68,6 +68,17 @@ def _budgets(available: int) -> list[int]:
     return out
 
 
+def pair_probe(prev_codes: np.ndarray, codes: np.ndarray, y: np.ndarray, num_codes: int,
+               seed: int = 0) -> dict[str, float]:
+    """`per_code_probe` of y from the codes of two consecutive transitions (z_{t-1}, z_t), fit on a random half.
+    Where a control sets an object's acceleration rather than its position (Pong's paddle has inertia), one code
+    can say where the object moved but only two say how its motion changed."""
+    pair = prev_codes.astype(np.int64) * num_codes + codes
+    order = np.random.default_rng(seed).permutation(len(pair))
+    fit, test = order[: len(order) // 2], order[len(order) // 2:]
+    return per_code_probe(pair[fit], y[fit], pair[test], y[test])
+
+
 def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: TransitionData,
                  max_transitions: int = 4000, seed: int = 0) -> dict[str, Any]:
     """All LAM figures on the held-out split; probes and adapters fit on labelled data only where present."""
@@ -95,6 +106,12 @@ def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: Transition
         "probe_action_majority_baseline": probe_act["majority_baseline"],
         "probe_ceiling_accuracy": _ceiling(codes_np, moves),
     })
+    rows, before = held_eval.previous()
+    if len(rows) >= 2:
+        prev_codes, _ = infer_all(lam, before)
+        pair = pair_probe(prev_codes.numpy(), codes_np[rows], moves[rows], k, seed)
+        figures["probe_pair_accuracy"] = pair["accuracy"]
+        figures["probe_pair_majority_baseline"] = pair["majority_baseline"]
     figures["adapter_curve"] = adapter_curve(lam, train, held_eval, codes, seed)
     return figures
 
