@@ -71,6 +71,11 @@ def test_input_pack_puts_noisy_then_context_channels_then_zeros_in_nhwc(fused) -
     torch.testing.assert_close(out.float(), ref, rtol=2**-7, atol=0)
     with pytest.raises(MetabonkError, match="do not fit"):
         pack_input(noisy, torch.rand(3, 5, 3, 16, 8), 16)  # 18 channels
+    ctx11 = torch.rand(3, 11, 3, 16, 8)  # 36 channels into 48 (not a power of two)
+    out = pack_input(noisy, ctx11, 48)
+    ref = torch.cat([noisy, ctx11.flatten(1, 2), torch.zeros(3, 12, 16, 8)], 1).permute(0, 2, 3, 1)
+    assert out.shape == (3, 16, 8, 48)
+    torch.testing.assert_close(out.float(), ref, rtol=2**-7, atol=0)
 
 
 @pytest.mark.parametrize("fp8", [False, True])

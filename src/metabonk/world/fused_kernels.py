@@ -338,17 +338,21 @@ def norm_act_kernel(
 
 @triton.jit
 def pack_input_kernel(noisy_ptr, ctx_ptr, out_ptr, HW, C0: tl.constexpr, C1: tl.constexpr, CPAD: tl.constexpr,
-                      BP: tl.constexpr):
+                      CBLOCK: tl.constexpr, BP: tl.constexpr):
     """out[b, p, c] = noisy[b, c, p] for c < C0, ctx[b, c - C0, p] for c < C0 + C1, 0 up to CPAD (bf16 NHWC), for
-    BP pixels p of one sample b; noisy [B, C0, HW] and ctx [B, C1, HW] contiguous."""
+    BP pixels p of one sample b; noisy [B, C0, HW] and ctx [B, C1, HW] contiguous; CBLOCK: CPAD rounded up to a
+    power of two."""
     start = tl.program_id(0) * BP
     bidx = start // HW
     b64 = bidx.to(tl.int64)
     p = (start - bidx * HW + tl.arange(0, BP))[:, None]
-    c = tl.arange(0, CPAD)[None, :]
+    c = tl.arange(0, CBLOCK)[None, :]
     in_noisy = c < C0
     in_ctx = (c >= C0) & (c < C0 + C1)
     xn = tl.load(noisy_ptr + b64 * C0 * HW + tl.where(in_noisy, c, 0) * HW + p, mask=in_noisy, other=0.0)
     xc = tl.load(ctx_ptr + b64 * C1 * HW + tl.where(in_ctx, c - C0, 0) * HW + p, mask=in_ctx, other=0.0)
     v = tl.where(in_noisy, xn.to(tl.float32), xc.to(tl.float32))
-    tl.store(out_ptr + b64 * HW * CPAD + p * CPAD + c, v.to(tl.bfloat16))
+    if CBLOCK == CPAD:
+        tl.store(out_ptr + b64 * HW * CPAD + p * CPAD + c, v.to(tl.bfloat16))
+    else:
+        tl.store(out_ptr + b64 * HW * CPAD + p * CPAD + c, v.to(tl.bfloat16), mask=c < CPAD)

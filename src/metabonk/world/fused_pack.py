@@ -137,6 +137,6 @@ def pack_input(noisy_BCHW: torch.Tensor, context_BKCHW: torch.Tensor, cin_pad: i
         raise MetabonkError(f"fused input: {c0 + c1} channels of {H}x{W} do not fit the packed {cin_pad} channels")
     out = torch.empty(B, H, W, cin_pad, device=noisy_BCHW.device, dtype=torch.bfloat16)
     bp = min(hw, 128)
-    pack_input_kernel[(B * hw // bp,)](noisy_BCHW.contiguous(), ctx, out, hw, C0=c0, C1=c1, CPAD=cin_pad, BP=bp,
-                                       num_warps=4)
+    pack_input_kernel[(B * hw // bp,)](noisy_BCHW.contiguous(), ctx, out, hw, C0=c0, C1=c1, CPAD=cin_pad,
+                                       CBLOCK=1 << (cin_pad - 1).bit_length(), BP=bp, num_warps=4)
     return out
