@@ -1,6 +1,7 @@
 """What a Pong latent action model's codes encode: per-code probes (majority label per code, fit on half of the
-held-out split) of the button's movement class and of the player paddle's displacement, read from the RAM that
-`metabonk record ale:Pong` keeps beside the frames (byte 51: the paddle's height). Prints a table and writes JSON.
+held-out split, `half_split_probe`) of the button's movement class and of the player paddle's displacement, read
+from the RAM that `metabonk record ale:Pong` keeps beside the frames (byte 51: the paddle's height). Prints a table
+and writes JSON.
 Usage: python3 benchmarks/lam_pong_codes.py STORE LAM_CKPT [json]"""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from metabonk.data.store import EpisodeStore
 from metabonk.latent.adapter import infer_all
 from metabonk.latent.data import load_transitions
-from metabonk.latent.evaluate import per_code_probe
+from metabonk.latent.evaluate import half_split_probe
 from metabonk.latent.lam import LatentActionModel
 
 PADDLE_Y = 51
@@ -33,12 +34,9 @@ def main(store_dir: str, ckpt: str, json_path: str | None = None) -> dict[str, d
     moves = held.movement_at(np.arange(len(held))).numpy()
     dy = np.array([heights[e][t + 1] - heights[e][t] for e, t in held.index])
     dy_prev = np.array([heights[e][t] - heights[e][t - 1] if t > 0 else 0 for e, t in held.index])
-    order = np.random.default_rng(0).permutation(len(codes))
-    fit, test = order[: len(order) // 2], order[len(order) // 2:]
 
-    def probe(keys: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        k = np.unique(keys.reshape(len(y), -1), axis=0, return_inverse=True)[1].ravel()
-        return per_code_probe(k[fit], y[fit], k[test], y[test])
+    def probe(keys: np.ndarray, y: np.ndarray) -> dict[str, float]:  # keys: one or more columns per row
+        return half_split_probe(np.unique(keys.reshape(len(y), -1), axis=0, return_inverse=True)[1].ravel(), y)
 
     res = {
         "displacement sign from the code": probe(codes, np.sign(dy).astype(int) + 1),

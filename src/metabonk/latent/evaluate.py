@@ -29,6 +29,13 @@ def per_code_probe(codes_fit: np.ndarray, y_fit: np.ndarray, codes_test: np.ndar
             "majority_baseline": float((y_test == majority).mean())}
 
 
+def half_split_probe(keys: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """`per_code_probe` of y from integer keys [N], fit on a random half of the rows and scored on the other."""
+    order = np.random.default_rng(seed).permutation(len(keys))
+    fit, test = order[: len(order) // 2], order[len(order) // 2:]
+    return per_code_probe(keys[fit], y[fit], keys[test], y[test])
+
+
 @torch.no_grad()
 def next_frame_figures(lam: LatentActionModel, data: TransitionData, count: int = 1024,
                        seed: int = 0) -> dict[str, float]:
@@ -70,13 +77,10 @@ def _budgets(available: int) -> list[int]:
 
 def pair_probe(prev_codes: np.ndarray, codes: np.ndarray, y: np.ndarray, num_codes: int,
                seed: int = 0) -> dict[str, float]:
-    """`per_code_probe` of y from the codes of two consecutive transitions (z_{t-1}, z_t), fit on a random half.
+    """`half_split_probe` of y from the codes of two consecutive transitions (z_{t-1}, z_t).
     Where a control sets an object's acceleration rather than its position (Pong's paddle has inertia), one code
     can say where the object moved but only two say how its motion changed."""
-    pair = prev_codes.astype(np.int64) * num_codes + codes
-    order = np.random.default_rng(seed).permutation(len(pair))
-    fit, test = order[: len(order) // 2], order[len(order) // 2:]
-    return per_code_probe(pair[fit], y[fit], pair[test], y[test])
+    return half_split_probe(prev_codes.astype(np.int64) * num_codes + codes, y, seed)
 
 
 def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: TransitionData,
@@ -95,10 +99,8 @@ def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: Transition
     actions = held_eval.actions_at(np.arange(len(held_eval))).numpy()
     moves = held_eval.movement_at(np.arange(len(held_eval))).numpy()
     codes_np = codes.numpy()
-    half = np.random.default_rng(seed).permutation(len(codes_np))
-    fit_rows, test_rows = half[: len(half) // 2], half[len(half) // 2:]
-    probe_move = per_code_probe(codes_np[fit_rows], moves[fit_rows], codes_np[test_rows], moves[test_rows])
-    probe_act = per_code_probe(codes_np[fit_rows], actions[fit_rows], codes_np[test_rows], actions[test_rows])
+    probe_move = half_split_probe(codes_np, moves, seed)
+    probe_act = half_split_probe(codes_np, actions, seed)
     figures.update({
         "probe_accuracy": probe_move["accuracy"],
         "probe_majority_baseline": probe_move["majority_baseline"],
