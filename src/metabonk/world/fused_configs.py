@@ -69,9 +69,9 @@ def conv_candidates(hw: int, cin: int, n_pad: int, tma_width: int = 0, itemsize:
     epilogue applies (not for sub-pixel convs, whose output pixels are not consecutive)."""
     fits = _fits(CONV_CONFIGS, hw, n_pad)
     if n_pad < 64:
-        fits += [c for c in NARROW_CONFIGS if hw % c["BM"] == 0]
+        fits += _fits(NARROW_CONFIGS, hw, n_pad)
     elif cin <= 16:
-        fits += [c for c in THIN_INPUT_CONFIGS if hw % c["BM"] == 0]
+        fits += _fits(THIN_INPUT_CONFIGS, hw, n_pad)
     if not fits and pow2(hw) and hw >= 16:  # small maps (tests): one tile per sample
         fits = [{"BM": hw, "num_warps": 4, "NUM_STAGES": 2, "SWAP": 0}]
     tma: list[dict[str, int]] = []

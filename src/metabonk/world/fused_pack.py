@@ -20,6 +20,11 @@ def pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def next_pow2(n: int) -> int:
+    """The smallest power of two >= n (n >= 1)."""
+    return 1 << (n - 1).bit_length()
+
+
 def block_k(cin: int, fp8: bool) -> int:
     """Largest power of two <= 64 that divides cin (>= 32 for FP8 MMAs, >= 16 for bf16)."""
     bk = 64
@@ -82,7 +87,7 @@ def pack_conv(
     if cin_pad is not None and cin_pad > cin:
         w = F.pad(w, (0, 0, 0, 0, 0, cin_pad - cin))
         cin = cin_pad
-    n_pad = max(16, 1 << (cout - 1).bit_length())
+    n_pad = max(16, next_pow2(cout))
     ksize = kh
     if upsample:
         w = subpixel_weights(w)  # [4, cout, cin, 2, 2]
@@ -138,5 +143,5 @@ def pack_input(noisy_BCHW: torch.Tensor, context_BKCHW: torch.Tensor, cin_pad: i
     out = torch.empty(B, H, W, cin_pad, device=noisy_BCHW.device, dtype=torch.bfloat16)
     bp = min(hw, 128)
     pack_input_kernel[(B * hw // bp,)](noisy_BCHW.contiguous(), ctx, out, hw, C0=c0, C1=c1, CPAD=cin_pad,
-                                       CBLOCK=1 << (cin_pad - 1).bit_length(), BP=bp, num_warps=4)
+                                       CBLOCK=next_pow2(cin_pad), BP=bp, num_warps=4)
     return out
