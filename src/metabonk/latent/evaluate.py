@@ -83,6 +83,19 @@ def pair_probe(prev_codes: np.ndarray, codes: np.ndarray, y: np.ndarray, num_cod
     return half_split_probe(prev_codes.astype(np.int64) * num_codes + codes, y, seed)
 
 
+def _codes_before(lam: LatentActionModel, data: TransitionData, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of `data` with t > 0, the code of each one's previous transition): taken from `codes` (those of
+    `data`) where that transition is in `data`, inferred for the rest."""
+    rows, before = data.previous()
+    where = {(int(e), int(t)): i for i, (e, t) in enumerate(data.index)}
+    known = np.array([where.get((int(e), int(t)), -1) for e, t in before.index], dtype=np.int64)
+    prev = codes[np.maximum(known, 0)].astype(np.int64)
+    missing = np.nonzero(known < 0)[0]
+    if len(missing):
+        prev[missing] = infer_all(lam, before.subset(missing))[0].numpy()
+    return rows, prev
+
+
 def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: TransitionData,
                  max_transitions: int = 4000, seed: int = 0) -> dict[str, Any]:
     """All LAM figures on the held-out split; probes and adapters fit on labelled data only where present."""
@@ -108,10 +121,9 @@ def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: Transition
         "probe_action_majority_baseline": probe_act["majority_baseline"],
         "probe_ceiling_accuracy": _ceiling(codes_np, moves),
     })
-    rows, before = held_eval.previous()
+    rows, prev_codes = _codes_before(lam, held_eval, codes_np)
     if len(rows) >= 2:
-        prev_codes, _ = infer_all(lam, before)
-        pair = pair_probe(prev_codes.numpy(), codes_np[rows], moves[rows], k, seed)
+        pair = pair_probe(prev_codes, codes_np[rows], moves[rows], k, seed)
         figures["probe_pair_accuracy"] = pair["accuracy"]
         figures["probe_pair_majority_baseline"] = pair["majority_baseline"]
     figures["adapter_curve"] = adapter_curve(lam, train, held_eval, codes, seed)
