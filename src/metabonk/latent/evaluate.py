@@ -11,6 +11,7 @@ from metabonk.latent.adapter import adapter_from_codes, infer_all
 from metabonk.latent.data import TransitionData
 from metabonk.latent.frames import psnr
 from metabonk.latent.idm import InverseDynamicsModel
+from metabonk.latent.independence import empirical_mutual_information
 from metabonk.latent.lam import LatentActionModel
 from metabonk.latent.vq import codebook_usage
 
@@ -126,6 +127,11 @@ def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: Transition
         pair = pair_probe(prev_codes, codes_np[rows], moves[rows], k, seed)
         figures["probe_pair_accuracy"] = pair["accuracy"]
         figures["probe_pair_majority_baseline"] = pair["majority_baseline"]
+        figures["consecutive_code_mi_nats"] = empirical_mutual_information(
+            torch.from_numpy(prev_codes), torch.from_numpy(codes_np[rows]), k)
+        prev_moves = held_eval.previous()[1].movement_at(np.arange(len(rows))).numpy()
+        figures["consecutive_movement_mi_nats"] = empirical_mutual_information(
+            torch.from_numpy(prev_moves), torch.from_numpy(moves[rows]), int(max(moves.max(), prev_moves.max())) + 1)
     figures["adapter_curve"] = adapter_curve(lam, train, held_eval, codes, seed)
     return figures
 

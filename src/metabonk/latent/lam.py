@@ -18,6 +18,7 @@ from torch import nn
 from metabonk.common.checkpoint import Checkpointed, config_from_dict
 from metabonk.common.errors import MetabonkError
 from metabonk.latent.frames import clip_windows, to_unit
+from metabonk.latent.independence import ConsecutiveCodeMI, soft_assign
 from metabonk.latent.vq import VectorQuantizer, VQConfig, codebook_usage
 
 KIND = "lam"
@@ -54,6 +55,10 @@ class LAMConfig:
     """Extra residual conv blocks at half resolution in the decoder, dilated 2, 4, 8, ...: a receptive field
     wide enough to redraw an object that moves several pixels per step (Pong's paddle: up to 6 px at 64x64),
     which the default decoder (reach 8 px) cannot do. 0 = none (the Arena decoder)."""
+    decoder_motion: bool = False
+    """Give the decoder the per-pixel motion (`pixel_motion`, shifts up to `object_shift`) of each pair of
+    consecutive context frames: how each object was already moving, so a code can say how that motion changed
+    (a control that sets acceleration, as Pong's does) instead of where the object went. Needs object_shift > 0."""
     change_threshold: float = 0.04
     """Mean absolute channel difference (in [-1, 1] units) above which a pixel counts as changed."""
     trunk: str = "pooled"
@@ -62,12 +67,25 @@ class LAMConfig:
     three stride-2 blocks, flattened so each feature keeps its position (width*2 x (size/8)^2 features): for
     a small object whose motion is the action. On Pong a supervised classifier on this trunk reached 87 %
     movement accuracy in 1,500 CPU steps, where the pooled trunk stayed at the 35 % majority."""
+    independence_weight: float = 0.0
+    """Weight of the penalty on the mutual information of consecutive codes I(z_{t-1}; z_t) (0 = off; see
+    `metabonk.latent.independence`): under a random policy consecutive actions are independent, while what an
+    object with inertia did is not. When on, training draws windows one frame longer and encodes both
+    transitions (the batch holds twice as many)."""
+    independence_temperature: float = 0.2
+    """Softness of the assignments the penalty's gradient flows through, relative to the mean squared
+    distance from a latent to the codes."""
     vq: VQConfig = field(default_factory=VQConfig)
     """The code bottleneck."""
 
     @property
     def window(self) -> int:
         return self.context + 2
+
+    @property
+    def train_window(self) -> int:
+        """Frames per training window: one more than `window` when consecutive codes are penalised."""
+        return self.window + (1 if self.independence_weight > 0 else 0)
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -132,11 +150,11 @@ def axis_shifts(x_BCHW: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 @torch.no_grad()
-def object_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold: float = 0.04,
-                  temperature: float = 0.01) -> torch.Tensor:
-    """Displacement of what changed from frame a to b: [B, 3, 8, 8] = (dy, dx) in units of s, averaged over
-    the changed pixels of each cell, and the cell's changed fraction. Each pixel of b takes the soft-argmin
-    over axis-aligned shifts d (|d| <= s) of |b(p) - a(p + d)| (grey levels, 3x3 box-filtered)."""
+def pixel_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold: float = 0.04,
+                 temperature: float = 0.01) -> torch.Tensor:
+    """Per-pixel displacement of what changed from frame a to b: [B, 3, H, W] = (dy, dx) in units of s where
+    the pixel changed (0 elsewhere), and the changed mask (dilated by one pixel). Each pixel of b takes the
+    soft-argmin over axis-aligned shifts d (|d| <= s) of |b(p) - a(p + d)| (grey levels, 3x3 box-filtered)."""
     a, b = a_BCHW.mean(1, keepdim=True), b_BCHW.mean(1, keepdim=True)
     stack, shifts = axis_shifts(a, s)  # stack[:, i](p) = a(p + shifts[i])
     cost = F.avg_pool2d((stack - b[:, None]).abs()[:, :, 0], 3, 1, 1)  # [B, n, H, W]
@@ -144,8 +162,17 @@ def object_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold:
     flow = -torch.einsum("bnhw,nc->bchw", weights, shifts / s)  # content at a(p + d) moved by -d
     changed = ((b - a).abs() > threshold).float()
     changed = F.max_pool2d(changed, 3, stride=1, padding=1)
-    mass = F.adaptive_avg_pool2d(changed, OBJECT_CELLS)
-    mean_flow = F.adaptive_avg_pool2d(changed * flow, OBJECT_CELLS) / mass.clamp_min(1e-3)
+    return torch.cat([changed * flow, changed], dim=1)
+
+
+@torch.no_grad()
+def object_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold: float = 0.04,
+                  temperature: float = 0.01) -> torch.Tensor:
+    """`pixel_motion` averaged over an 8x8 grid of cells: [B, 3, 8, 8] = the mean (dy, dx) of the changed
+    pixels of each cell, and the cell's changed fraction."""
+    motion = pixel_motion(a_BCHW, b_BCHW, s, threshold, temperature)
+    mass = F.adaptive_avg_pool2d(motion[:, 2:], OBJECT_CELLS)
+    mean_flow = F.adaptive_avg_pool2d(motion[:, :2], OBJECT_CELLS) / mass.clamp_min(1e-3)
     return torch.cat([mean_flow, mass], dim=1)
 
 
@@ -205,7 +232,10 @@ class NextFrameDecoder(nn.Module):
         w, d = config.width, config.vq.code_dim
         self.shift = config.max_shift
         self.kernel = nn.Sequential(nn.Linear(d, 64), nn.SiLU(), nn.Linear(64, (2 * self.shift + 1) ** 2))
-        cin = 3 * (config.context + 2)
+        self.motion_shift = config.object_shift if config.decoder_motion else 0
+        if config.decoder_motion and config.object_shift <= 0:
+            raise MetabonkError("decoder_motion needs object_shift > 0 (the motion features' range)")
+        cin = 3 * (config.context + 2) + (3 * config.context if self.motion_shift else 0)
         self.down = _block(cin, 2 * w, 2)
         self.mid = _block(2 * w, 2 * w, 1)
         self.film = FiLM(d, 2 * w)
@@ -220,7 +250,11 @@ class NextFrameDecoder(nn.Module):
         now = ctx_BTCHW[:, -1]
         weights = self.kernel(code_BD).softmax(-1)
         warped = (shifted_stack(now, self.shift) * weights[:, :, None, None, None]).sum(1)
-        inp = torch.cat([ctx_BTCHW.flatten(1, 2), warped], dim=1)
+        parts = [ctx_BTCHW.flatten(1, 2), warped]
+        if self.motion_shift:
+            parts += [pixel_motion(ctx_BTCHW[:, i], ctx_BTCHW[:, i + 1], self.motion_shift)
+                      for i in range(ctx_BTCHW.shape[1] - 1)]
+        inp = torch.cat(parts, dim=1)
         h = self.film(self.mid(self.down(inp)), code_BD)
         for conv, film in zip(self.dilated, self.dilated_film, strict=True):
             h = h + film(F.silu(conv(h)), code_BD)
@@ -243,6 +277,8 @@ class LatentActionModel(Checkpointed, nn.Module):
         self.encoder = ActionEncoder(config)
         self.vq = VectorQuantizer(config.vq)
         self.decoder = NextFrameDecoder(config)
+        if config.independence_weight > 0:
+            self.pair_mi = ConsecutiveCodeMI(config.vq.num_codes)
 
     @property
     def device(self) -> torch.device:
@@ -262,8 +298,13 @@ class LatentActionModel(Checkpointed, nn.Module):
         return x, x[:, :-1]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        x, ctx = self._split(batch["frames"])
-        q, codes, commit = self.vq(self.encoder(x))
+        frames = batch["frames"]
+        pairs = self.config.independence_weight > 0 and frames.shape[1] == self.config.window + 1
+        if pairs:  # windows of transitions t-1 and t, stacked along the batch
+            frames = torch.cat([frames[:, :-1], frames[:, 1:]])
+        x, ctx = self._split(frames)
+        z = self.encoder(x)
+        q, codes, commit = self.vq(z)
         pred = self.decoder(ctx, q)
         mse = F.mse_loss(pred, x[:, -1])
         recon = mse
@@ -271,9 +312,16 @@ class LatentActionModel(Checkpointed, nn.Module):
             w = change_weights(x.detach(), self.config.change_weight, self.config.change_threshold)
             recon = weighted_mse(pred, x[:, -1], w)
         loss = recon + commit
+        extra: dict[str, float] = {}
+        if pairs:
+            assign = soft_assign(z, self.vq.codebook, self.config.independence_temperature)
+            prev, cur = assign.chunk(2)
+            penalty = self.pair_mi(prev, cur)
+            loss = loss + self.config.independence_weight * penalty
+            extra = {"pair_pmi": penalty.item(), "pair_mi": self.pair_mi.mutual_information()}
         usage = codebook_usage(codes, self.config.vq.num_codes)
         return loss, {"loss": loss.item(), "mse": mse.item(), "recon": recon.item(), "commit": commit.item(),
-                      **usage}
+                      **extra, **usage}
 
     @torch.no_grad()
     def infer_codes(self, frames: torch.Tensor) -> torch.Tensor:

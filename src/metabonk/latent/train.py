@@ -120,7 +120,7 @@ def train_lam(data: TransitionData, out: str | Path, cfg: TrainConfig, model_cfg
         model_cfg.frame_size = data.frame_size
         torch.manual_seed(cfg.seed)  # the initial weights follow the run's seed
         model = LatentActionModel(model_cfg).to(device)
-    ctx = model.config.context
+    ctx = model.config.train_window - 2
     fit(model, lambda rng: data.sample(cfg.batch, rng, ctx), cfg, out, "lam", logdir,
         meta={"env": data.env, "num_actions": data.num_actions, "transitions": len(data)})
     return model
