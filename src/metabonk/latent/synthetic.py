@@ -42,3 +42,36 @@ def scrolled_video(episodes: int = 8, steps: int = 200, size: int = 32, speed: i
                 pos = pos + _DIRS[move] * speed * (1 + dash)
         out.append({"obs": np.stack(frames), "action": acts})
     return TransitionData.from_episodes(out, env="arena-synthetic", num_actions=ARENA_NUM_ACTIONS)
+
+
+def inertia_video(episodes: int = 8, steps: int = 200, size: int = 32, accel: int = 2, max_speed: int = 4,
+                  seed: int = 0) -> TransitionData:
+    """Random-policy episodes of a paddle with inertia, as in Pong: actions 0/1/2 = none/up/down change the
+    paddle's vertical speed by 0/-accel/+accel px per step (clipped to +-max_speed; walls stop it), so where the paddle
+    went is its speed, and the action is the change of speed. A ball bouncing off the walls moves on its own."""
+    rng = np.random.default_rng(seed)
+    h, pw, col = 8, 3, size - 6
+    out = []
+    for _ in range(episodes):
+        acts = rng.integers(0, 3, size=steps)
+        y, v = int(rng.integers(0, size - h)), 0
+        ball = rng.integers(2, size - 8, size=2).astype(int)
+        bv = np.array([rng.choice([-1, 1]), rng.choice([-2, 2])])
+        frames = []
+        for t in range(steps + 1):
+            f = np.full((size, size, 3), 40, dtype=np.uint8)
+            f[y: y + h, col: col + pw] = (90, 200, 90)
+            f[ball[0]: ball[0] + 2, ball[1]: ball[1] + 2] = 230
+            frames.append(f)
+            if t < steps:
+                v = int(np.clip(v + accel * (0, -1, 1)[int(acts[t])], -max_speed, max_speed))
+                y += v
+                if not 0 <= y <= size - h:
+                    y, v = int(np.clip(y, 0, size - h)), 0
+                ball = ball + bv
+                for i, hi in enumerate((size - 2, size - 8)):  # bounce (the ball stays left of the paddle)
+                    if not 0 <= ball[i] <= hi:
+                        bv[i] = -bv[i]
+                        ball[i] = int(np.clip(ball[i], 0, hi))
+        out.append({"obs": np.stack(frames), "action": acts})
+    return TransitionData.from_episodes(out, env="inertia-synthetic", num_actions=3)
