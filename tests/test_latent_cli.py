@@ -72,3 +72,17 @@ def test_wrong_kind_and_missing_store_are_user_errors(tmp_path: Path) -> None:
         assert "expected 'lam'" in str(e)
     else:
         raise AssertionError("expected MetabonkError")
+
+
+def test_train_lam_takes_the_inertia_options_and_rejects_decoder_motion_without_its_range(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = _store(tmp_path / "store")
+    common = ["--data", str(data), "--steps", "3", "--batch", "4", "--device", "cpu", "--threads", "1",
+              "--width", "8", "--codes", "4"]
+    _ok(runner, ["train", "lam", *common, "--out", str(tmp_path / "lam"), "--decoder-motion", "--object-shift", "2",
+                 "--independence-weight", "0.01"])
+    cfg = json.loads((tmp_path / "lam" / "config.json").read_text())["config"]
+    assert cfg["decoder_motion"] is True and cfg["independence_weight"] == 0.01
+    bad = runner.invoke(app, ["train", "lam", *common, "--out", str(tmp_path / "bad"), "--decoder-motion"])
+    assert bad.exit_code != 0 and "--decoder-motion needs --object-shift" in str(bad.exception)
+    assert not (tmp_path / "bad").exists()

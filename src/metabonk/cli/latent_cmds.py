@@ -62,6 +62,12 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
                       help="Object-motion features up to this many px/step (0 = off; Pong: 6).")] = 0,
                   decoder_blocks: Annotated[int, typer.Option(
                       help="Extra dilated decoder blocks for objects moving several px/step (Pong: 3).")] = 0,
+                  decoder_motion: Annotated[bool, typer.Option(
+                      help="Give the decoder how objects were already moving, so a code can name a change of "
+                           "motion (needs --object-shift; Pong: on).")] = False,
+                  independence_weight: Annotated[float, typer.Option(
+                      help="Penalty on the mutual information of consecutive codes (0 = off; Pong: 0.001).")
+                  ] = 0.0,
                   trunk: TrunkOpt = "pooled",
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
@@ -70,12 +76,16 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
     from metabonk.latent.train import train_lam
     from metabonk.latent.vq import VQConfig
 
-    if change_weight < 0 or decoder_blocks < 0 or object_shift < 0:
-        raise MetabonkError("--change-weight, --object-shift and --decoder-blocks must be >= 0")
+    if change_weight < 0 or decoder_blocks < 0 or object_shift < 0 or independence_weight < 0:
+        raise MetabonkError("--change-weight, --object-shift, --decoder-blocks and --independence-weight "
+                            "must be >= 0")
+    if decoder_motion and object_shift <= 0:
+        raise MetabonkError("--decoder-motion needs --object-shift > 0 (the range of the motion features)")
     trunk = _trunk(trunk)
     train, _ = _split(data)
     cfg = LAMConfig(context=context, width=width, crop=crop, change_weight=change_weight,
                     decoder_blocks=decoder_blocks, object_shift=object_shift, trunk=trunk,
+                    decoder_motion=decoder_motion, independence_weight=independence_weight,
                     vq=VQConfig(num_codes=codes))
     train_lam(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads), cfg, logdir)  # type: ignore[arg-type]
     typer.echo(f"saved LAM to {out}")
