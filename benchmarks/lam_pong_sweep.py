@@ -24,13 +24,15 @@ from metabonk.latent.vq import VQConfig
 
 LAM_KEYS = {"cw": ("change_weight", float), "db": ("decoder_blocks", int), "os": ("object_shift", int),
             "c": ("num_codes", int), "w": ("width", int), "lr": ("lr", float),
-            "s": ("seed", int), "k": ("context", int), "b": ("batch", int)}
+            "s": ("seed", int), "k": ("context", int), "b": ("batch", int),
+            "iw": ("independence_weight", float), "it": ("independence_temperature", float),
+            "dm": ("decoder_motion", lambda v: bool(int(v)))}
 
 
 def lam_variant(name: str) -> dict[str, object]:
     """Settings named by a variant such as fullres_cw20_db3_os6_c16: the trunk, then key+value tokens
     (cw change weight, db decoder blocks, os object shift, c codes, w width, lr learning rate, s seed,
-    k past frames of context, b batch)."""
+    k past frames of context, b batch, iw independence weight, it its temperature, dm1 decoder motion)."""
     trunk, *tokens = name.split("_")
     settings: dict[str, object] = {"trunk": trunk, "num_codes": 8, "width": 32, "lr": 1e-3, "seed": 0, "batch": 64}
     for token in tokens:
