@@ -165,15 +165,23 @@ def pixel_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold: 
     return torch.cat([changed * flow, changed], dim=1)
 
 
-@torch.no_grad()
+def window_motion(x_BTCHW: torch.Tensor, s: int) -> list[torch.Tensor]:
+    """`pixel_motion` of each consecutive pair of frames of a window (T - 1 maps)."""
+    return [pixel_motion(x_BTCHW[:, i], x_BTCHW[:, i + 1], s) for i in range(x_BTCHW.shape[1] - 1)]
+
+
+def cell_motion(motion_B3HW: torch.Tensor) -> torch.Tensor:
+    """A `pixel_motion` map averaged over an 8x8 grid of cells: [B, 3, 8, 8] = the mean (dy, dx) of the changed
+    pixels of each cell, and the cell's changed fraction."""
+    mass = F.adaptive_avg_pool2d(motion_B3HW[:, 2:], OBJECT_CELLS)
+    mean_flow = F.adaptive_avg_pool2d(motion_B3HW[:, :2], OBJECT_CELLS) / mass.clamp_min(1e-3)
+    return torch.cat([mean_flow, mass], dim=1)
+
+
 def object_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold: float = 0.04,
                   temperature: float = 0.01) -> torch.Tensor:
-    """`pixel_motion` averaged over an 8x8 grid of cells: [B, 3, 8, 8] = the mean (dy, dx) of the changed
-    pixels of each cell, and the cell's changed fraction."""
-    motion = pixel_motion(a_BCHW, b_BCHW, s, threshold, temperature)
-    mass = F.adaptive_avg_pool2d(motion[:, 2:], OBJECT_CELLS)
-    mean_flow = F.adaptive_avg_pool2d(motion[:, :2], OBJECT_CELLS) / mass.clamp_min(1e-3)
-    return torch.cat([mean_flow, mass], dim=1)
+    """Displacement of what changed from frame a to b per cell: `cell_motion` of `pixel_motion`, [B, 3, 8, 8]."""
+    return cell_motion(pixel_motion(a_BCHW, b_BCHW, s, threshold, temperature))
 
 
 class ActionEncoder(nn.Module):
@@ -193,7 +201,8 @@ class ActionEncoder(nn.Module):
         grid = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)
         self.register_buffer("shift_grid", grid / self.shift, persistent=False)
 
-    def forward(self, x_BTCHW: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_BTCHW: torch.Tensor, pair_motion: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Latents [B, D]; `pair_motion`: the window's `window_motion` when the caller has it already."""
         now, nxt = x_BTCHW[:, -2], x_BTCHW[:, -1]
         s = self.shift
         now_g, nxt_g = now.mean(1, keepdim=True), nxt.mean(1, keepdim=True)
@@ -206,8 +215,9 @@ class ActionEncoder(nn.Module):
         motion = (4 * cost).softmax(-1) @ self.shift_grid
         parts = [feats, cost]
         if self.object_shift > 0:
-            parts += [object_motion(x_BTCHW[:, i], x_BTCHW[:, i + 1], self.object_shift).flatten(1)
-                      for i in range(x_BTCHW.shape[1] - 1)]
+            if pair_motion is None:
+                pair_motion = window_motion(x_BTCHW, self.object_shift)
+            parts += [cell_motion(m).flatten(1) for m in pair_motion]
         return torch.cat([self.head(torch.cat(parts, dim=1)), motion], dim=1)
 
 
@@ -246,14 +256,15 @@ class NextFrameDecoder(nn.Module):
         self.up = nn.ConvTranspose2d(2 * w, w, 4, 2, 1)
         self.out = nn.Conv2d(w + cin, 3, 3, 1, 1)
 
-    def forward(self, ctx_BTCHW: torch.Tensor, code_BD: torch.Tensor) -> torch.Tensor:
+    def forward(self, ctx_BTCHW: torch.Tensor, code_BD: torch.Tensor,
+                motion: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x_{t+1} [B, 3, H, W]; `motion`: the context's `window_motion` when the caller has it already."""
         now = ctx_BTCHW[:, -1]
         weights = self.kernel(code_BD).softmax(-1)
         warped = (shifted_stack(now, self.shift) * weights[:, :, None, None, None]).sum(1)
         parts = [ctx_BTCHW.flatten(1, 2), warped]
         if self.motion_shift:
-            parts += [pixel_motion(ctx_BTCHW[:, i], ctx_BTCHW[:, i + 1], self.motion_shift)
-                      for i in range(ctx_BTCHW.shape[1] - 1)]
+            parts += window_motion(ctx_BTCHW, self.motion_shift) if motion is None else motion
         inp = torch.cat(parts, dim=1)
         h = self.film(self.mid(self.down(inp)), code_BD)
         for conv, film in zip(self.dilated, self.dilated_film, strict=True):
@@ -303,9 +314,11 @@ class LatentActionModel(Checkpointed, nn.Module):
         if pairs:  # windows of transitions t-1 and t, stacked along the batch
             frames = torch.cat([frames[:, :-1], frames[:, 1:]])
         x, ctx = self._split(frames)
-        z = self.encoder(x)
+        # the motion of every frame pair, once: the encoder reads all of it, the decoder the context's pairs
+        motion = window_motion(x, self.config.object_shift) if self.config.object_shift > 0 else None
+        z = self.encoder(x, motion)
         q, codes, commit = self.vq(z)
-        pred = self.decoder(ctx, q)
+        pred = self.decoder(ctx, q, None if motion is None else motion[:-1])
         mse = F.mse_loss(pred, x[:, -1])
         recon = mse
         if self.config.change_weight > 0:
