@@ -30,6 +30,20 @@ def soft_assign(z_BD: torch.Tensor, codebook_KD: torch.Tensor, temperature: floa
     return hard + soft - soft.detach()
 
 
+def pointwise_mutual_information(joint_KK: torch.Tensor) -> torch.Tensor:
+    """log p(i, j) / (p(i) p(j)) of a joint distribution given as (unnormalised) counts or weights [K, K]; 0 where
+    the joint is 0."""
+    p = joint_KK / joint_KK.sum().clamp_min(1e-12)
+    outer = p.sum(1, keepdim=True) * p.sum(0, keepdim=True)
+    return torch.where(p > 0, (p / outer.clamp_min(1e-30)).log(), torch.zeros_like(p))
+
+
+def joint_mutual_information(joint_KK: torch.Tensor) -> float:
+    """I in nats of a joint distribution given as (unnormalised) counts or weights [K, K]."""
+    p = joint_KK / joint_KK.sum().clamp_min(1e-12)
+    return float((p * pointwise_mutual_information(joint_KK)).sum())
+
+
 class ConsecutiveCodeMI(nn.Module):
     """Running joint of (z_{t-1}, z_t) and the PMI penalty of a batch of consecutive assignment pairs."""
 
@@ -40,9 +54,7 @@ class ConsecutiveCodeMI(nn.Module):
 
     def mutual_information(self) -> float:
         """I(z_{t-1}; z_t) in nats under the running joint."""
-        p = self.joint / self.joint.sum()
-        outer = p.sum(1, keepdim=True) * p.sum(0, keepdim=True)
-        return float((p * (p.clamp_min(1e-12) / outer.clamp_min(1e-12)).log()).sum())
+        return joint_mutual_information(self.joint)
 
     def forward(self, prev_BK: torch.Tensor, cur_BK: torch.Tensor) -> torch.Tensor:
         """Penalty (a scalar with gradients through both assignments); updates the running joint in training."""
@@ -50,17 +62,11 @@ class ConsecutiveCodeMI(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.joint.mul_(self.decay).add_(batch_joint.detach(), alpha=1 - self.decay)
-        with torch.no_grad():
-            p = self.joint / self.joint.sum()
-            pmi = (p.clamp_min(1e-8) / (p.sum(1, keepdim=True) * p.sum(0, keepdim=True)).clamp_min(1e-8)).log()
-        return (batch_joint * pmi).sum()
+        return (batch_joint * pointwise_mutual_information(self.joint.detach())).sum()
 
 
 def empirical_mutual_information(a: torch.Tensor, b: torch.Tensor, num_codes: int) -> float:
     """I(a; b) in nats of two integer code sequences of equal length (plug-in estimate)."""
     joint = torch.zeros(num_codes, num_codes, dtype=torch.float64)
     joint.index_put_((a.long(), b.long()), torch.ones(len(a), dtype=torch.float64), accumulate=True)
-    p = joint / joint.sum().clamp_min(1)
-    outer = p.sum(1, keepdim=True) * p.sum(0, keepdim=True)
-    nz = p > 0
-    return float((p[nz] * (p[nz] / outer[nz]).log()).sum())
+    return joint_mutual_information(joint)
