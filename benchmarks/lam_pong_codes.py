@@ -16,10 +16,8 @@ from metabonk.data.store import EpisodeStore
 from metabonk.latent.adapter import infer_all
 from metabonk.latent.data import load_transitions
 from metabonk.latent.evaluate import half_split_probe
+from metabonk.latent.frames import PONG_PADDLE_RAM
 from metabonk.latent.lam import LatentActionModel
-
-PADDLE_Y = 51
-"""RAM byte of the player (right) paddle's height in ALE Pong."""
 
 
 def main(store_dir: str, ckpt: str, json_path: str | None = None) -> dict[str, dict[str, float]]:
@@ -27,7 +25,7 @@ def main(store_dir: str, ckpt: str, json_path: str | None = None) -> dict[str, d
     _, held = load_transitions(store_dir).split()  # the eval verb's held-out split
     held = held.take(4000, seed=0)
     store = EpisodeStore.open(store_dir)
-    heights = [(store.episode(i, keys=["state"])["state"][:, PADDLE_Y] * 255).round().astype(int)
+    heights = [(store.episode(i, keys=["state"])["state"][:, PONG_PADDLE_RAM] * 255).round().astype(int)
                for i in range(len(store))]  # the store keeps RAM bytes / 255
     lam = LatentActionModel.load(ckpt)
     codes = infer_all(lam, held)[0].numpy()

@@ -15,11 +15,9 @@ from typer.testing import CliRunner
 from metabonk.cli import app
 from metabonk.common.checkpoint import read_config
 from metabonk.data.store import EpisodeStore
+from metabonk.latent.frames import PONG_PADDLE_RAM
 from metabonk.latent.lam import LAMConfig, LatentActionModel, change_weights, object_motion, weighted_mse
 from metabonk.latent.vq import VQConfig
-
-PADDLE_Y = 51
-"""RAM byte of Pong's player paddle position."""
 
 
 def _moving_square(size: int = 16) -> torch.Tensor:
@@ -73,7 +71,7 @@ def test_lam_loss_uses_change_weight_and_config_round_trips(tmp_path: Path) -> N
 
 def _paddle_positions(store_dir: Path) -> np.ndarray:
     ep = EpisodeStore.open(store_dir).episode(0, keys=["state"])
-    return np.round(np.asarray(ep["state"])[:, PADDLE_Y] * 255)
+    return np.round(np.asarray(ep["state"])[:, PONG_PADDLE_RAM] * 255)
 
 
 def test_record_sticky_reaches_the_emulator(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ ARENA_MENU_OPEN = 12
 """Index of `menu_open` in Arena's state vector (moves do nothing while the level-up menu is open)."""
 # ALE minimal action set of Pong: NOOP, FIRE, RIGHT (up), LEFT (down), RIGHTFIRE, LEFTFIRE.
 PONG_MOVEMENT = (0, 0, 1, 2, 1, 2)
+PONG_PADDLE_RAM = 51
+"""RAM byte of the player (right) paddle's height in ALE Pong (the store keeps RAM bytes / 255 as `state`)."""
 
 
 def to_unit(frames: torch.Tensor) -> torch.Tensor:
