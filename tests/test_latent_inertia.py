@@ -79,7 +79,7 @@ def test_pixel_motion_marks_where_a_bar_moved_and_how_far() -> None:
 def test_inertia_video_actions_change_the_paddle_speed() -> None:
     data = inertia_video(episodes=2, steps=50, size=32, seed=3)
     frames, actions = data.frames[0].numpy(), data.actions[0].numpy()
-    top = np.array([np.nonzero((f[:, -6:-3, 1] == 200).any(1))[0].min() for f in frames])
+    top = _paddle_top(frames)
     dy = np.diff(top)
     free = (top[1:-1] > 4) & (top[1:-1] < 20) & (top[2:] > 0) & (top[2:] < 24)  # away from the walls
     accel = (dy[1:] - dy[:-1])[free[: len(dy) - 1]]
