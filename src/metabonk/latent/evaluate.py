@@ -84,9 +84,10 @@ def pair_probe(prev_codes: np.ndarray, codes: np.ndarray, y: np.ndarray, num_cod
     return half_split_probe(prev_codes.astype(np.int64) * num_codes + codes, y, seed)
 
 
-def _codes_before(lam: LatentActionModel, data: TransitionData, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows of `data` with t > 0, the code of each one's previous transition): taken from `codes` (those of
-    `data`) where that transition is in `data`, inferred for the rest."""
+def _codes_before(lam: LatentActionModel, data: TransitionData,
+                  codes: np.ndarray) -> tuple[np.ndarray, TransitionData, np.ndarray]:
+    """(rows of `data` with t > 0, their previous transitions, the code of each of those): taken from `codes`
+    (those of `data`) where that transition is in `data`, inferred for the rest."""
     rows, before = data.previous()
     where = {(int(e), int(t)): i for i, (e, t) in enumerate(data.index)}
     known = np.array([where.get((int(e), int(t)), -1) for e, t in before.index], dtype=np.int64)
@@ -94,7 +95,7 @@ def _codes_before(lam: LatentActionModel, data: TransitionData, codes: np.ndarra
     missing = np.nonzero(known < 0)[0]
     if len(missing):
         prev[missing] = infer_all(lam, before.subset(missing))[0].numpy()
-    return rows, prev
+    return rows, before, prev
 
 
 def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: TransitionData,
@@ -122,14 +123,14 @@ def evaluate_lam(lam: LatentActionModel, train: TransitionData, held: Transition
         "probe_action_majority_baseline": probe_act["majority_baseline"],
         "probe_ceiling_accuracy": _ceiling(codes_np, moves),
     })
-    rows, prev_codes = _codes_before(lam, held_eval, codes_np)
+    rows, before, prev_codes = _codes_before(lam, held_eval, codes_np)
     if len(rows) >= 2:
         pair = pair_probe(prev_codes, codes_np[rows], moves[rows], k, seed)
         figures["probe_pair_accuracy"] = pair["accuracy"]
         figures["probe_pair_majority_baseline"] = pair["majority_baseline"]
         figures["consecutive_code_mi_nats"] = empirical_mutual_information(
             torch.from_numpy(prev_codes), torch.from_numpy(codes_np[rows]), k)
-        prev_moves = held_eval.previous()[1].movement_at(np.arange(len(rows))).numpy()
+        prev_moves = before.movement_at(np.arange(len(before))).numpy()
         figures["consecutive_movement_mi_nats"] = empirical_mutual_information(
             torch.from_numpy(prev_moves), torch.from_numpy(moves[rows]), int(max(moves.max(), prev_moves.max())) + 1)
     figures["adapter_curve"] = adapter_curve(lam, train, held_eval, codes, seed)
