@@ -1,0 +1,1 @@
+"""The orchestrator's HTTP and WebSocket routes, one module per resource."""
