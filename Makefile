@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 		echo "no GPU found: installing CPU torch==2.13.0"; \
 		$(PY) -m pip install -q torch==2.13.0; \
 	fi
-	$(PY) -m pip install -q -e '.[llm,dev]'
+	$(PY) -m pip install -q -e '.[llm,quant,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

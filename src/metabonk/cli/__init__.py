@@ -12,6 +12,7 @@ from metabonk.cli import (  # noqa: F401  (importing registers each area's verbs
     latent_cmds,
     planner_cmds,
     policy_cmds,
+    quant_cmds,
     serve_cmds,
     world_cmds,
 )

@@ -145,5 +145,9 @@ class Checkpointed:
         doc = read_config(path, kind=cls.KIND)
         model = cls(cls.config_from_dict(doc["config"]))  # type: ignore[call-arg]
         assert isinstance(model, torch.nn.Module)
+        if "quant" in doc:  # written by `metabonk quantize`: torchao tensors (a format plugin, imported lazily)
+            from metabonk.quant.store import load_quantized_weights
+
+            return load_quantized_weights(path, model, doc["quant"], device)  # type: ignore[return-value]
         load_weights(path, model, device="cpu")
         return model.to(device).eval()  # type: ignore[return-value]
