@@ -12,6 +12,7 @@ from metabonk.envs.arena import (
     ArenaConfig,
     ArenaGame,
     ArenaSingleEnv,
+    StateView,
     make_arena_env,
     state_dim,
 )
@@ -106,7 +107,7 @@ def test_vector_env_contract_and_same_step_autoreset() -> None:
     assert (info["episode_length"][ended] >= 25).all()
     # the returned obs is the next episode's first obs; the final obs is in info
     assert not np.array_equal(info["final_obs"]["state"], obs["state"])
-    assert np.allclose(obs["state"][:, 11], 0.0)  # time / stage back to zero
+    assert np.allclose(StateView(obs["state"], env.config).time_frac, 0.0)  # the clock is back to zero
     with pytest.raises(Exception, match="actions must be in"):
         env.step(np.full(3, 21))
 

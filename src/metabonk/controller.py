@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from metabonk.common.intents import INTENTS
+from metabonk.envs.arena.spec import TICKS_PER_SECOND, UPGRADES, StateView
 from metabonk.planner.controller import AsyncPlanner
-from metabonk.planner.experiment import summaries_from_state
-from metabonk.planner.summary import GameSummary
+from metabonk.planner.summary import GameSummary, summaries_from_state
 from metabonk.policy.agent import Agent, obs_to_torch
 
 WAIT_ACTION = 0
@@ -35,7 +35,7 @@ class TwoSystemController:
         planner: AsyncPlanner | None,
         device: torch.device | str = "cpu",
         greedy: bool = True,
-        seconds_per_tick: float = 1.0 / 60.0,
+        seconds_per_tick: float = 1.0 / TICKS_PER_SECOND,
         card_wait_ticks: int = 30,
     ) -> None:
         self.agent = agent.eval()
@@ -51,7 +51,6 @@ class TwoSystemController:
         self.picks: list[dict[str, Any]] = []
         self.intent: int | None = None
         self.hidden = torch.zeros(0)
-        self._layout: dict[str, tuple[int, int]] = {}
         self._cfg: Any = None
         self._seen = self._wait_ticks = self._fallback = self._game_ticks = 0
         self._menu_prev = self._waiting = self._sent_card = False
@@ -59,19 +58,16 @@ class TwoSystemController:
 
     def reset(self, env: Any) -> None:
         """Start of an episode (and of the run): zero the hidden state and the menu bookkeeping."""
-        from metabonk.envs.arena import state_layout
-
         if env.num_envs != 1:
             raise ValueError(f"TwoSystemController drives one env, got num_envs={env.num_envs}")
         self._cfg = env.config
-        self._layout = state_layout(env.config)
         self.hidden = self.agent.initial_state(1, self.device)
         self._menu_prev = self._waiting = self._sent_card = False
         self._wait_ticks = self._game_ticks = 0
         self.card_wait_ticks = max(1, min(self.card_wait_ticks, env.config.menu_timeout_steps - 2))
 
     def summary(self, obs: dict[str, Any]) -> GameSummary:
-        return summaries_from_state(np.asarray(obs["state"])[:1], self._layout, self._cfg)[0]
+        return summaries_from_state(np.asarray(obs["state"])[:1], self._cfg)[0]
 
     def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
         """One tick: actions [1] for the env."""
@@ -126,8 +122,6 @@ class TwoSystemController:
 
     @staticmethod
     def _names(info: dict[str, Any]) -> list[str]:
-        from metabonk.envs.arena import UPGRADES
-
         return [UPGRADES[int(c)] for c in np.asarray(info["card_options"])[0]]
 
     def _open_menu(self, info: dict[str, Any], summary: GameSummary, action: np.ndarray) -> None:
@@ -204,11 +198,10 @@ def run_two_systems(
     controller: TwoSystemController | None = None,
 ) -> dict[str, Any]:
     """Play `episodes` Arena games (seeds seed, seed+1, ...) with both systems; per-episode scores + counters."""
-    from metabonk.envs.arena import UPGRADES, make_arena_env, state_layout
+    from metabonk.envs.arena import make_arena_env
 
     ctrl = controller or TwoSystemController(agent, planner, device, greedy=greedy)
     env = make_arena_env(1, size=agent.cfg.image_size, seed=seed, **(env_overrides or {}))
-    u0 = state_layout(env.config)["upgrades"][0]
     survival: list[int] = []
     returns: list[float] = []
     try:
@@ -218,17 +211,17 @@ def run_two_systems(
             ret, steps = 0.0, 0
             for steps in range(1, max_steps + 1):  # noqa: B007  (steps is read after the loop)
                 action = ctrl.act(obs, info)
-                before = np.asarray(obs["state"])[0, u0 : u0 + len(UPGRADES)].copy()
+                before = StateView(np.asarray(obs["state"])[0], env.config).upgrade_counts.copy()
                 obs, reward, term, trunc, info = env.step(action)
                 ret += float(np.asarray(reward)[0])
                 done = bool(np.asarray(term)[0] or np.asarray(trunc)[0])
                 k = int(action[0]) - agent.cfg.move_actions
                 if k >= 0 and ctrl.picks and "applied" not in ctrl.picks[-1] and not done:
-                    after = np.asarray(obs["state"])[0, u0 : u0 + len(UPGRADES)]
+                    after = StateView(np.asarray(obs["state"])[0], env.config).upgrade_counts
                     name = ctrl.picks[-1]["options"][k]
                     i = UPGRADES.index(name)
                     ctrl.picks[-1]["sent"] = k
-                    ctrl.picks[-1]["applied"] = bool(round(after[i] * 5) > round(before[i] * 5))
+                    ctrl.picks[-1]["applied"] = bool(round(after[i]) > round(before[i]))
                 if done:
                     ctrl.episode_done()
                     break

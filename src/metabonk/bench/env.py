@@ -18,7 +18,8 @@ import torch
 from metabonk.common.device import device_label, resolve_device
 from metabonk.common.results import write_result
 from metabonk.envs.arena.config import ArenaConfig
-from metabonk.envs.arena.game import NUM_ACTIONS, ArenaGame
+from metabonk.envs.arena.game import ArenaGame
+from metabonk.envs.arena.spec import NUM_ACTIONS
 
 
 def _median_rate(fn: Callable[[], tuple[int, float]], repeats: int) -> tuple[float, list[float]]:

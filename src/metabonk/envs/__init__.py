@@ -8,11 +8,12 @@ obs `{"pixels": uint8 [N,H,W,3], "state": float32 [N,D]}`, takes int64 actions `
 
 from __future__ import annotations
 
-from typing import Any
-
-from gymnasium.vector import VectorEnv
+from typing import TYPE_CHECKING, Any
 
 from metabonk.common.errors import MetabonkError
+
+if TYPE_CHECKING:  # gymnasium is imported by the env modules themselves: the Arena game and spec need only torch
+    from gymnasium.vector import VectorEnv
 
 ENV_SPECS: tuple[str, ...] = ("arena", "ale:<Game> (e.g. ale:Pong)", "crafter", "bridge://HOST:PORT")
 MAX_SIZE = 256

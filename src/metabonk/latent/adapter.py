@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metabonk.common.checkpoint import Checkpointed
+from metabonk.envs.arena.spec import NUM_ACTIONS
 from metabonk.latent.data import TransitionData
 from metabonk.latent.lam import LatentActionModel
 
@@ -28,7 +29,7 @@ class AdapterConfig:
     """Sizes of both vocabularies."""
 
     num_codes: int = 8
-    num_actions: int = 21
+    num_actions: int = NUM_ACTIONS
     code_dim: int = 16
     movement: tuple[int, ...] = ()
     """Movement class of each action; empty means each action is its own class."""

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from metabonk.common.errors import MetabonkError
-from metabonk.latent.frames import ARENA_MENU_OPEN, movement_map
+from metabonk.envs.arena.spec import menu_open_of
+from metabonk.latent.frames import movement_map
 
 
 @dataclass
@@ -37,7 +38,7 @@ class TransitionData:
             obs = torch.as_tensor(np.asarray(ep["obs"]), dtype=torch.uint8)
             act = ep.get("action")
             state = ep.get("state")
-            menu_open = (np.asarray(state)[:-1, ARENA_MENU_OPEN] > 0.5
+            menu_open = (menu_open_of(np.asarray(state)[:-1])
                          if env.startswith("arena") and state is not None else None)
             active.append(None if menu_open is None else ~menu_open)
             frames.append(obs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-ARENA_NUM_ACTIONS = 21
-ARENA_MENU_OPEN = 12
-"""Index of `menu_open` in Arena's state vector (moves do nothing while the level-up menu is open)."""
+from metabonk.envs.arena.spec import NUM_ACTIONS, direction_of
+
+ARENA_NUM_ACTIONS = NUM_ACTIONS
 # ALE minimal action set of Pong: NOOP, FIRE, RIGHT (up), LEFT (down), RIGHTFIRE, LEFTFIRE.
 PONG_MOVEMENT = (0, 0, 1, 2, 1, 2)
 PONG_PADDLE_RAM = 51
@@ -36,9 +36,9 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def movement_map(env: str, num_actions: int) -> np.ndarray:
-    """Movement class of each action id: Arena's move a % 9 (cards count as stand); Pong up/down/none."""
+    """Movement class of each action id: Arena's move direction (cards count as stand); Pong up/down/none."""
     if env.startswith("arena") and num_actions == ARENA_NUM_ACTIONS:
-        return np.array([a % 9 if a < 18 else 0 for a in range(num_actions)], dtype=np.int64)
+        return np.array([direction_of(a) for a in range(num_actions)], dtype=np.int64)
     if "pong" in env.lower() and num_actions == len(PONG_MOVEMENT):
         return np.array(PONG_MOVEMENT, dtype=np.int64)
     return np.arange(num_actions, dtype=np.int64)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metabonk.common.checkpoint import Checkpointed
+from metabonk.envs.arena.spec import NUM_ACTIONS
 from metabonk.latent.frames import clip_windows, to_unit
 from metabonk.latent.lam import ActionEncoder, LAMConfig
 from metabonk.latent.vq import VQConfig
@@ -20,8 +21,8 @@ KIND = "idm"
 class IDMConfig:
     """Shape of the inverse dynamics model."""
 
-    num_actions: int = 21
-    """Size of the game's flat discrete action space."""
+    num_actions: int = NUM_ACTIONS
+    """Size of the game's flat discrete action space (Arena's by default)."""
     movement: tuple[int, ...] = ()
     """Movement class of each action (Arena: a % 9, cards -> 0); empty means each action is its own class."""
     context: int = 1

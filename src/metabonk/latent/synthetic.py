@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from metabonk.envs.arena.spec import STEPS, dashes, direction_of
 from metabonk.latent.data import TransitionData
 from metabonk.latent.frames import ARENA_NUM_ACTIONS
 
-# Unit steps of move classes 1..8 = E, NE, N, NW, W, SW, S, SE (x right, y down).
-_DIRS = np.array([(0, 0), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1)])
+_DIRS = np.array(STEPS) * np.array([1, -1])
+"""Unit pixel step of each Arena direction (x right, y down: image rows grow southwards)."""
 
 
 def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,7 +24,7 @@ def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
 
 def scrolled_video(episodes: int = 8, steps: int = 200, size: int = 32, speed: int = 2,
                    seed: int = 0) -> TransitionData:
-    """Random-policy episodes over the 21 Arena actions; the camera moves by speed (x2 when dashing)."""
+    """Random-policy episodes over all Arena actions; the camera moves by speed (x2 when dashing)."""
     rng = np.random.default_rng(seed)
     world = 4 * size
     tex = _texture(world, rng)
@@ -38,8 +39,7 @@ def scrolled_video(episodes: int = 8, steps: int = 200, size: int = 32, speed: i
             frames.append(tex[ys][:, xs])
             if t < steps:
                 a = int(acts[t])
-                move, dash = (a % 9, a // 9) if a < 18 else (0, 0)
-                pos = pos + _DIRS[move] * speed * (1 + dash)
+                pos = pos + _DIRS[direction_of(a)] * speed * (1 + int(dashes(a)))
         out.append({"obs": np.stack(frames), "action": acts})
     return TransitionData.from_episodes(out, env="arena-synthetic", num_actions=ARENA_NUM_ACTIONS)
 

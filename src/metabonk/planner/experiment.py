@@ -14,7 +14,8 @@ import numpy as np
 
 from metabonk.common.logging import ScalarLogger, progress_bar
 from metabonk.common.results import write_result
-from metabonk.planner.summary import GameSummary
+from metabonk.envs.arena.spec import TICKS_PER_SECOND, StateView
+from metabonk.planner.summary import GameSummary, summaries_from_state
 
 ARENA_OVERRIDES: dict[str, Any] = {"stage_steps": 1500, "xp_base": 1.0, "xp_growth": 0.5}
 """A shorter stage with faster levels, so each run has ~10 card decisions."""
@@ -37,51 +38,26 @@ class ExperimentConfig:
     logdir: str | None = None
 
 
-def summaries_from_state(state: np.ndarray, lay: dict[str, tuple[int, int]], cfg: Any) -> list[GameSummary]:
-    """One GameSummary per row of Arena's state vector (layout `lay` from `state_layout(cfg)`)."""
-    from metabonk.envs.arena import UPGRADES
-
-    p0, u0, e0, w0 = lay["player"][0], lay["upgrades"][0], lay["enemies"][0], lay["wave"][0]
-    out = []
-    for row in state:
-        en = row[e0 : lay["enemies"][1]].reshape(-1, 7)
-        near = int(((en[:, 6] > 0.5) & (en[:, 2] * cfg.view_size < 6.0)).sum())
-        build = {u: round(row[u0 + i] * 5) for i, u in enumerate(UPGRADES) if row[u0 + i] > 0}
-        max_hp = float(row[p0 + 5] * 100)
-        out.append(
-            GameSummary(
-                hp=float(row[p0 + 4]) * max_hp,
-                max_hp=max_hp,
-                level=round(row[p0 + 8] * 20),
-                time_s=float(row[p0 + 11]) * cfg.stage_steps / 60,
-                time_limit_s=cfg.stage_steps / 60,
-                build=build,
-                enemies_near=near,
-                boss=bool(row[w0 + 1] > 0.5),
-            )
-        )
-    return out
-
-
 def run_games(pick: Picker, n: int, seed: int, overrides: dict[str, Any]) -> list[Any]:
     """Play n Arena games (one batch) with the scripted expert moving and `pick` choosing cards."""
-    from metabonk.envs.arena import UPGRADES, ScriptedExpert, make_arena_env, state_layout
+    from metabonk.envs.arena import UPGRADES, ScriptedExpert, make_arena_env
     from metabonk.planner.reflect import EpisodeStats
 
     env = make_arena_env(n, seed=seed, pixels=False, **overrides)
-    lay, cfg = state_layout(env.config), env.config
+    cfg = env.config
     chosen: dict[tuple[int, int, tuple[int, ...]], int] = {}
     picks: list[list[str]] = [[] for _ in range(n)]
     done = np.zeros(n, bool)
 
     def chooser(cards: np.ndarray, st: np.ndarray) -> np.ndarray:
         out = np.zeros(cards.shape[0], np.int64)
-        menu = st[:, lay["player"][0] + 12] > 0.5
+        view = StateView(st, cfg)
+        level = view.level
         summaries = None
-        for i in np.flatnonzero(menu & ~done):
-            key = (int(i), round(st[i, lay["player"][0] + 8] * 20), tuple(int(c) for c in cards[i]))
+        for i in np.flatnonzero(view.menu_open & ~done):
+            key = (int(i), round(float(level[i])), tuple(int(c) for c in cards[i]))
             if key not in chosen:
-                summaries = summaries or summaries_from_state(st, lay, cfg)
+                summaries = summaries or summaries_from_state(st, cfg)
                 names = [UPGRADES[c] for c in cards[i]]
                 chosen[key] = pick(summaries[i], names, int(i))
                 picks[i].append(names[chosen[key]])
@@ -91,18 +67,17 @@ def run_games(pick: Picker, n: int, seed: int, overrides: dict[str, Any]) -> lis
     policy = ScriptedExpert(cfg, card_chooser=chooser)
     obs, info = env.reset(seed=seed)
     stats: list[Any] = [None] * n
-    p0 = lay["player"][0]
     while not done.all():
         obs, _, term, trunc, info = env.step(policy(obs, info))
         end = (term | trunc) & ~done
         for i in np.flatnonzero(end):
-            row = info["final_obs"]["state"][i]
+            final = StateView(info["final_obs"]["state"][i], cfg)
             stats[i] = EpisodeStats(
                 seed=seed * 1000 + int(i),
-                survived_s=float(row[p0 + 11]) * cfg.stage_steps / 60,
-                time_limit_s=cfg.stage_steps / 60,
+                survived_s=float(final.time_frac) * cfg.stage_steps / TICKS_PER_SECOND,
+                time_limit_s=cfg.stage_steps / TICKS_PER_SECOND,
                 died=bool(term[i]),
-                level=round(row[p0 + 8] * 20),
+                level=round(float(final.level)),
                 picks=list(picks[i]),
             )
         done |= end
@@ -136,7 +111,7 @@ def run_experiment(cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
 
     overrides = dict(ARENA_OVERRIDES)
     if cfg.stage_s is not None:
-        overrides["stage_steps"] = round(cfg.stage_s * 60)
+        overrides["stage_steps"] = round(cfg.stage_s * TICKS_PER_SECOND)
     n, seed = cfg.seeds, cfg.seed
     logger = ScalarLogger(cfg.logdir)
     figures: dict[str, Any] = {"config": asdict(cfg), "arena_overrides": overrides, "conditions": {}}

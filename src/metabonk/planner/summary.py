@@ -1,9 +1,16 @@
-"""The compact game-state summary System 2 reads (HP, level, build, threats, time) as one line of text."""
+"""The compact game-state summary System 2 reads (HP, level, build, threats, time) as one line of text,
+and how it is read from Arena's state vector (`summaries_from_state`)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from metabonk.envs.arena.spec import TICKS_PER_SECOND, UPGRADES, LayoutConfig, StateView
+
+NEAR_DISTANCE = 6.0
+"""World units within which an enemy counts as near (the summary's threat level)."""
 
 
 @dataclass
@@ -42,6 +49,25 @@ class GameSummary:
         )
 
 
-def build_from_picks(picks: list[str]) -> dict[str, int]:
-    """Count of each upgrade name taken so far."""
-    return dict(Counter(picks))
+def summaries_from_state(state: np.ndarray, cfg: LayoutConfig) -> list[GameSummary]:
+    """One GameSummary per row of Arena state vectors [N, D] (read through the spec's `StateView`)."""
+    view = StateView(np.asarray(state), cfg)
+    near = (view.enemy_valid & (view.enemy_distance < NEAR_DISTANCE)).sum(-1)
+    picks, max_hp, boss = view.upgrade_counts, view.max_hp, view.boss_alive
+    hp_frac, level, time_frac = view.hp_frac, view.level, view.time_frac
+    stage_s = cfg.stage_steps / TICKS_PER_SECOND
+    out = []
+    for i in range(view.x.shape[0]):
+        out.append(
+            GameSummary(
+                hp=float(hp_frac[i]) * float(max_hp[i]),
+                max_hp=float(max_hp[i]),
+                level=round(float(level[i])),
+                time_s=float(time_frac[i]) * cfg.stage_steps / TICKS_PER_SECOND,
+                time_limit_s=stage_s,
+                build={u: round(float(picks[i, k])) for k, u in enumerate(UPGRADES) if picks[i, k] > 0},
+                enemies_near=int(near[i]),
+                boss=bool(boss[i]),
+            )
+        )
+    return out

@@ -7,10 +7,11 @@ from typing import Any
 
 from metabonk.common.errors import MetabonkError
 from metabonk.common.intents import INTENTS
+from metabonk.envs.arena.spec import MOVE_ACTIONS, NUM_CARDS
 
-ARENA_MOVE_ACTIONS = 18
-"""Arena's movement actions (9 directions × dash); actions 18..20 pick a level-up card."""
-ARENA_CARDS = 3
+ARENA_MOVE_ACTIONS = MOVE_ACTIONS
+"""Arena's movement actions (9 directions × dash); the actions after them pick a level-up card."""
+ARENA_CARDS = NUM_CARDS
 
 
 @dataclass

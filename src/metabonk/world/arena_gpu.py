@@ -6,45 +6,28 @@ all in memory (no store, no gymnasium): the GPU-machine path behind benchmarks/r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _import_game() -> type:
-    """ArenaGame without running metabonk.envs' package __init__ (which needs gymnasium)."""
-    import metabonk
-
-    root = Path(metabonk.__file__).parent / "envs"
-    for name, path in (("metabonk.envs", root), ("metabonk.envs.arena", root / "arena")):
-        if name not in sys.modules:
-            mod = types.ModuleType(name)
-            mod.__path__ = [str(path)]  # type: ignore[attr-defined]
-            sys.modules[name] = mod
-    spec = importlib.util.find_spec("metabonk.envs.arena.game")
-    assert spec is not None
-    from metabonk.envs.arena.game import ArenaGame
-
-    return ArenaGame
+from metabonk.envs.arena.game import ArenaGame  # metabonk.envs imports without gymnasium
+from metabonk.envs.arena.spec import NUM_ACTIONS
 
 
 def generate(
     num_envs: int, steps: int, device: torch.device, seed: int, sticky: float = 0.8
 ) -> dict[str, torch.Tensor]:
     """Sticky-random play: cur/next frames uint8 [T,N,H,W,3], action/reward/terminated/done [T,N]."""
-    ArenaGame = _import_game()
     game = ArenaGame(num_envs=num_envs, device=device, seed=seed)
     g = torch.Generator(device=device).manual_seed(seed)
-    a = torch.randint(0, 21, (num_envs,), device=device, generator=g)
+    a = torch.randint(0, NUM_ACTIONS, (num_envs,), device=device, generator=g)
     cur, nxt, acts, rews, terms, dones = [], [], [], [], [], []
     for _ in range(steps):
-        new = torch.randint(0, 21, (num_envs,), device=device, generator=g)
+        new = torch.randint(0, NUM_ACTIONS, (num_envs,), device=device, generator=g)
         a = torch.where(torch.rand(num_envs, device=device, generator=g) > sticky, new, a)
         cur.append(game.render())
         r, term, trunc, _ = game.step(a)
@@ -121,7 +104,7 @@ def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int =
     N = d["done"].shape[1]
     held = max(N // 8, 1)
     train_envs, test_envs = torch.arange(0, N - held, device=dev), torch.arange(N - held, N, device=dev)
-    cfg = diamond_atari_config(num_actions=21)
+    cfg = diamond_atari_config(num_actions=NUM_ACTIONS)
     k, horizon = cfg.num_context, 16
     tr = windows(d, k, 1, train_envs)
     term_rows = tr[d["terminated"][tr[:, 0] + k - 1, tr[:, 1]]]

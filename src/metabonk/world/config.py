@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from metabonk.envs.arena.spec import NUM_ACTIONS
+
 
 @dataclass
 class UNetConfig:
@@ -58,8 +60,8 @@ class WorldConfig:
     img_channels: int = 3
     num_context: int = 4
     """k: frames (and actions) the denoiser is conditioned on."""
-    num_actions: int = 21
-    """Real discrete actions or latent-action codes; the model does not care which."""
+    num_actions: int = NUM_ACTIONS
+    """Real discrete actions or latent-action codes; the model does not care which (Arena's by default)."""
     target: str = "delta"
     """What the diffusion models: 'delta' = x_{t+1} - x_t (the dream adds it to the last frame, so "nothing
     changes" is the zero of the model and copy-last-frame is where it starts), or 'frame' = x_{t+1} (DIAMOND)."""

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from metabonk.envs.arena.spec import MOVE_ACTIONS, NUM_ACTIONS, card_action, direction_toward, move_action
 from metabonk.world.dream_env import DreamEnv
 from metabonk.world.world_model import WorldModel
-
-DIRS = {(1, 0): 1, (1, -1): 2, (0, -1): 3, (-1, -1): 4, (-1, 0): 5, (-1, 1): 6, (0, 1): 7, (1, 1): 8}
-"""(dx, dy) → Arena move id (y down)."""
 
 
 @dataclass
@@ -29,14 +27,15 @@ class Keys:
     quit: bool = False
 
 
-def keys_to_action(keys: Keys, num_actions: int = 21) -> int:
-    """Arena's flat action for the held keys (0 stand, +9 dash, 18..20 cards), < num_actions."""
-    if keys.card is not None and num_actions >= 21:
-        return 18 + keys.card
+def keys_to_action(keys: Keys, num_actions: int = NUM_ACTIONS) -> int:
+    """Arena's flat action for the held keys (layout in envs.arena.spec), < num_actions; a model of a smaller
+    action set gets the card key as a raw action id, and no dash below Arena's move actions."""
+    if keys.card is not None and num_actions >= NUM_ACTIONS:
+        return card_action(keys.card)
     if keys.card is not None:
         return min(keys.card, num_actions - 1)
-    dx, dy = int(keys.right) - int(keys.left), int(keys.down) - int(keys.up)
-    a = DIRS.get((dx, dy), 0) + (9 if keys.dash and num_actions >= 18 else 0)
+    dx, dy_north = int(keys.right) - int(keys.left), int(keys.up) - int(keys.down)
+    a = move_action(direction_toward(dx, dy_north), keys.dash and num_actions >= MOVE_ACTIONS)
     return a if a < num_actions else 0
 
 

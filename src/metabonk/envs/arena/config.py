@@ -11,24 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabonk.common.errors import MetabonkError
-
-UPGRADES: tuple[str, ...] = (
-    "damage",
-    "cooldown",
-    "projectile_count",
-    "area",
-    "move_speed",
-    "max_hp",
-    "regen",
-    "armor",
-    "magnet",
-    "xp_gain",
-    "luck",
-)
-"""Upgrade id i is UPGRADES[i]; `card_options` in info holds these ids."""
-
-REWARD_COMPONENTS: tuple[str, ...] = ("survive", "kill", "xp", "level_up", "boss_kill", "damage")
-"""Reward components, each exposed in info as `r_<name>` (already multiplied by its weight)."""
+from metabonk.envs.arena.spec import REWARD_COMPONENTS as REWARD_COMPONENTS  # re-exported: spec owns them
+from metabonk.envs.arena.spec import UPGRADES as UPGRADES
 
 
 @dataclass

@@ -14,7 +14,16 @@ from contextlib import contextmanager
 import torch
 
 from metabonk.common.errors import MetabonkError
-from metabonk.envs.arena.config import REWARD_COMPONENTS, ArenaConfig
+from metabonk.envs.arena.config import ArenaConfig
+from metabonk.envs.arena.spec import (
+    CARD_BASE,
+    DASH,
+    MOVE_ACTIONS,
+    MOVES,
+    NUM_DIRECTIONS,
+    REWARD_COMPONENTS,
+    reward_key,
+)
 from metabonk.envs.arena.state import (
     NUM_UPGRADES,
     State,
@@ -25,29 +34,6 @@ from metabonk.envs.arena.state import (
     state_dim,
     state_vector,
     upgrade_stats,
-)
-
-NUM_ACTIONS = 21
-_DIAG = math.sqrt(0.5)
-MOVES = (
-    (0.0, 0.0),
-    (1.0, 0.0),
-    (_DIAG, _DIAG),
-    (0.0, 1.0),
-    (-_DIAG, _DIAG),
-    (-1.0, 0.0),
-    (-_DIAG, -_DIAG),
-    (0.0, -1.0),
-    (_DIAG, -_DIAG),
-)
-"""Move direction of `action % 9` in world axes (x east, y north)."""
-ACTION_MEANINGS: tuple[str, ...] = tuple(
-    [
-        f"{m}{'+DASH' if d else ''}"
-        for d in (0, 1)
-        for m in ("NOOP", "E", "NE", "N", "NW", "W", "SW", "S", "SE")
-    ]
-    + ["CARD1", "CARD2", "CARD3"]
 )
 
 
@@ -139,7 +125,7 @@ class ArenaGame:
     def step(
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Advance every game one tick. actions: int64 [N] in [0, 21)."""
+        """Advance every game one tick. actions: int64 [N] in [0, NUM_ACTIONS) (layout in spec)."""
         with cpu_threads(self.cpu_threads):
             return self._step(actions)
 
@@ -155,7 +141,7 @@ class ArenaGame:
         # --- level-up menu: a card action (or the timeout) applies the upgrade; the world stays paused.
         menu = s["menu_open"] & active
         timeout = s["menu_timer"] + 1 >= c.menu_timeout_steps
-        chosen = torch.where(a >= 18, a - 18, torch.where(timeout, 0, -1))
+        chosen = torch.where(a >= CARD_BASE, a - CARD_BASE, torch.where(timeout, 0, -1))
         picking = menu & (chosen >= 0)
         upg_id = torch.gather(s["card_options"], 1, chosen.clamp(0, 2)[:, None])[:, 0]
         k_hp = s["upg"][:, U["max_hp"]]
@@ -170,8 +156,8 @@ class ArenaGame:
         pf = play.to(f)
 
         # --- player: move, dash
-        move = torch.where(a < 18, a % 9, 0)
-        want_dash = (a >= 9) & (a < 18) & play & (s["dash_cd"] <= 0)
+        move = torch.where(a < MOVE_ACTIONS, a % NUM_DIRECTIONS, 0)
+        want_dash = (a >= DASH) & (a < MOVE_ACTIONS) & play & (s["dash_cd"] <= 0)
         s["dash_timer"] = torch.where(want_dash, float(c.dash_steps), (s["dash_timer"] - pf).clamp(min=0))
         s["dash_cd"] = torch.where(want_dash, float(c.dash_cooldown), (s["dash_cd"] - pf).clamp(min=0))
         dashing = s["dash_timer"] > 0
@@ -340,7 +326,7 @@ class ArenaGame:
         info: dict[str, torch.Tensor] = {}
         for name in REWARD_COMPONENTS:
             r_c = comps[name] * getattr(c, f"w_{name}")
-            info[f"r_{name}"] = r_c
+            info[reward_key(name)] = r_c
             reward = reward + r_c
         info.update(
             kills=n_killed,

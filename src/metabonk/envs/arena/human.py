@@ -19,21 +19,11 @@ import torch
 
 from metabonk.common.errors import MetabonkError
 from metabonk.envs.arena.config import ArenaConfig
-from metabonk.envs.arena.game import NUM_ACTIONS, ArenaGame
+from metabonk.envs.arena.game import ArenaGame
+from metabonk.envs.arena.spec import NUM_ACTIONS, NUM_CARDS, card_action, direction_toward, move_action
 
 KEY_NAMES = ("up", "down", "left", "right", "dash", "1", "2", "3")
-# (dx, dy) -> move index of docs/architecture.md: 1..8 = E, NE, N, NW, W, SW, S, SE
-_DIR_TO_MOVE = {
-    (0, 0): 0,
-    (1, 0): 1,
-    (1, 1): 2,
-    (0, 1): 3,
-    (-1, 1): 4,
-    (-1, 0): 5,
-    (-1, -1): 6,
-    (0, -1): 7,
-    (1, -1): 8,
-}
+CARD_KEYS = tuple(str(k + 1) for k in range(NUM_CARDS))
 Policy = Callable[[dict[str, Any], dict[str, Any]], np.ndarray]
 
 
@@ -80,12 +70,12 @@ class PygameKeys:
 def keys_to_action(keys: set[str], menu_open: bool) -> int:
     """Map held keys to the flat Arena action (a card key wins while the menu is open)."""
     if menu_open:
-        for i, name in enumerate(("1", "2", "3")):
+        for i, name in enumerate(CARD_KEYS):
             if name in keys:
-                return 18 + i
+                return card_action(i)
     dx = int("right" in keys) - int("left" in keys)
     dy = int("up" in keys) - int("down" in keys)
-    return _DIR_TO_MOVE[(dx, dy)] + 9 * int("dash" in keys)
+    return move_action(direction_toward(dx, dy), "dash" in keys)
 
 
 @dataclass

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from metabonk.envs.arena.config import UPGRADES, ArenaConfig
-from metabonk.envs.arena.game import MOVES, NUM_ACTIONS
-from metabonk.envs.arena.state import ENEMY_FEATURES, GEM_FEATURES, NUM_UPGRADES, state_layout
+from metabonk.envs.arena.config import ArenaConfig
+from metabonk.envs.arena.spec import CARD_BASE, DASH, MOVES, NUM_ACTIONS, UPGRADES, LayoutConfig, StateView
 
 CardChooser = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(card_options int [N,3], state float [N,D]) -> chosen card index [N] in {0, 1, 2}."""
@@ -34,20 +33,18 @@ CARD_PRIORITY: dict[str, float] = {
 _DIRS = np.array(MOVES[1:], dtype=np.float32)  # [8, 2] unit vectors of moves 1..8
 
 
-def _cards(obs: dict[str, Any], info: dict[str, Any] | None, lay: dict[str, tuple[int, int]]) -> np.ndarray:
+def _cards(view: StateView[np.ndarray], info: dict[str, Any] | None) -> np.ndarray:
     if info is not None and "card_options" in info:
         return np.asarray(info["card_options"], dtype=np.int64).reshape(-1, 3)
-    a, b = lay["cards"]
-    return obs["state"][:, a:b].reshape(-1, 3, NUM_UPGRADES).argmax(-1)
+    return view.cards
 
 
-def priority_cards(cards: np.ndarray, state: np.ndarray, lay: dict[str, tuple[int, int]]) -> np.ndarray:
+def priority_cards(cards: np.ndarray, state: np.ndarray, cfg: LayoutConfig) -> np.ndarray:
     """Pick the card with the best priority, discounted by how often that upgrade was already taken."""
+    view = StateView(state, cfg)
     prio = np.array([CARD_PRIORITY[u] for u in UPGRADES], dtype=np.float32)
-    picks = state[:, lay["upgrades"][0] : lay["upgrades"][1]] * 5.0
-    score = prio[None, :] - 1.5 * picks
-    hp_frac = state[:, lay["player"][0] + 4]
-    low = hp_frac < 0.5
+    score = prio[None, :] - 1.5 * view.upgrade_counts
+    low = view.hp_frac < 0.5
     score[low, UPGRADES.index("max_hp")] += 4.0
     score[low, UPGRADES.index("regen")] += 3.0
     card_scores = np.take_along_axis(score, cards, axis=1)
@@ -68,7 +65,6 @@ class ScriptedExpert:
         gem_safe_distance: float = 1.2,
     ) -> None:
         self.cfg = config or ArenaConfig()
-        self.lay = state_layout(self.cfg)
         self.card_chooser = card_chooser
         self.danger_radius = danger_radius
         self.gem_weight = gem_weight
@@ -77,37 +73,34 @@ class ScriptedExpert:
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> np.ndarray:
         st = np.asarray(obs["state"], dtype=np.float32)
+        view = StateView(st, self.cfg)
         n = st.shape[0]
-        c, lay, V, A = self.cfg, self.lay, self.cfg.view_size, self.cfg.arena_size
-        p0 = lay["player"][0]
-        menu = st[:, p0 + 12] > 0.5
+        c, A = self.cfg, self.cfg.arena_size
+        menu = view.menu_open
         actions = np.zeros(n, dtype=np.int64)
         if menu.any():
-            cards = _cards(obs, info, lay)
+            cards = _cards(view, info)
             chooser = self.card_chooser
-            pick = chooser(cards, st) if chooser is not None else priority_cards(cards, st, lay)
-            actions[menu] = 18 + np.asarray(pick, dtype=np.int64)[menu]
+            pick = chooser(cards, st) if chooser is not None else priority_cards(cards, st, c)
+            actions[menu] = CARD_BASE + np.asarray(pick, dtype=np.int64)[menu]
 
-        e0, e1 = lay["enemies"]
-        en = st[:, e0:e1].reshape(n, -1, ENEMY_FEATURES)
-        rel = en[..., :2] * V
-        dist = np.maximum(en[..., 2] * V, 0.3)
-        valid = en[..., 6] > 0.5
-        weight = (1.0 + 1.5 * en[..., 4] + 4.0 * en[..., 5]) * valid
-        close = np.clip(self.danger_radius * (1 + en[..., 5]) - dist, 0.0, None)
+        rel = view.enemy_offset
+        dist = np.maximum(view.enemy_distance, 0.3)
+        valid = view.enemy_valid
+        elite, boss = view.enemy("elite"), view.enemy("boss")
+        weight = (1.0 + 1.5 * elite + 4.0 * boss) * valid
+        close = np.clip(self.danger_radius * (1 + boss) - dist, 0.0, None)
         push = -(rel / dist[..., None]) * (weight * (close + 0.5 / dist))[..., None]
         desire = push.sum(1)
 
-        pos = st[:, p0 : p0 + 2] * A
+        pos = view.position
         m = self.wall_margin
         wall = np.clip(m - pos, 0, None) - np.clip(pos - (A - m), 0, None)
         desire += wall * 1.2
         desire += (A / 2 - pos) * 0.02
 
-        g0, g1 = lay["gems"]
-        gems = st[:, g0:g1].reshape(n, -1, GEM_FEATURES)
-        g_rel = gems[:, 0, :2] * V
-        g_ok = gems[:, 0, 2] > 0.5
+        g_rel = view.gem_offset[:, 0]  # the nearest gem
+        g_ok = view.gem_valid[:, 0]
         nearest = np.where(valid.any(1), np.where(valid, dist, np.inf).min(1), np.inf)
         safe = np.clip((nearest - self.gem_safe_distance) / 3.0, 0.0, 1.0)
         g_dist = np.linalg.norm(g_rel, axis=1) + 1e-6
@@ -117,16 +110,15 @@ class ScriptedExpert:
         move = score.argmax(1) + 1
         idle = np.linalg.norm(desire, axis=1) < 0.05
         move[idle] = 0
-        dash_ready = st[:, p0 + 6] <= 0
         threat = nearest < c.enemy_radius + c.player_radius + 0.6
-        dash = dash_ready & threat & ~idle
-        moves = move + 9 * dash
+        dash = view.dash_ready & threat & ~idle
+        moves = move + DASH * dash
         actions[~menu] = moves[~menu]
         return actions
 
 
 class RandomPolicy:
-    """Uniform random over all 21 Arena actions (so random play also picks cards at random)."""
+    """Uniform random over all NUM_ACTIONS Arena actions (so random play also picks cards at random)."""
 
     def __init__(self, seed: int = 0, num_actions: int = NUM_ACTIONS) -> None:
         self.rng = np.random.default_rng(seed)

@@ -18,7 +18,8 @@ import math
 
 import torch
 
-from metabonk.envs.arena.config import UPGRADES, ArenaConfig
+from metabonk.envs.arena.config import ArenaConfig
+from metabonk.envs.arena.spec import UPGRADES
 from metabonk.envs.arena.state import State, upgrade_stats
 
 Color = tuple[int, int, int]

@@ -1,16 +1,8 @@
 """Arena game state as a dict of batched tensors, upgrade stats, and the fixed-size state vector.
 
 Every tensor has the batch (game) dimension first. Entity tensors have a fixed slot count with an
-`*_alive` mask. Enemy slots `[0, num_bosses)` are reserved for bosses.
-
-State vector layout (float32 `[N, STATE_DIM]`, see `state_layout`):
-  player (14): x/A, y/A, vx/speed, vy/speed, hp/max_hp, max_hp/100, dash_cooldown fraction, dashing,
-               level/20, xp/xp_next, gold/100, time/stage, menu_open, menu_timer/menu_timeout
-  upgrades (U=11): pick counts / 5, in UPGRADES order
-  cards (3*U): one-hot upgrade id of each of the 3 offered cards (zeros when the menu is closed)
-  enemies (K*7): for the K nearest alive enemies: dx/view, dy/view, dist/view, hp fraction, elite, boss, valid
-  gems (M*3): for the M nearest gems: dx/view, dy/view, valid
-  wave (3): alive enemies / slots, boss alive, time to next boss / stage (1 when none left)
+`*_alive` mask. Enemy slots `[0, num_bosses)` are reserved for bosses. The state vector's layout and
+field names are the contract in `metabonk.envs.arena.spec`; `state_vector` writes them in that order.
 """
 
 from __future__ import annotations
@@ -19,37 +11,26 @@ import math
 
 import torch
 
-from metabonk.envs.arena.config import UPGRADES, ArenaConfig
+from metabonk.envs.arena.config import ArenaConfig
+from metabonk.envs.arena.spec import (
+    ENEMY_FIELDS,
+    GEM_FIELDS,
+    GOLD_SCALE,
+    LEVEL_SCALE,
+    MAX_HP_SCALE,
+    NUM_UPGRADES,
+    PLAYER_FIELDS,
+    UPGRADE_SCALE,
+    UPGRADES,
+    WAVE_FIELDS,
+    state_dim,
+    state_layout,
+)
+
+__all__ = ["NUM_UPGRADES", "State", "U", "state_dim", "state_layout"]
 
 State = dict[str, torch.Tensor]
-NUM_UPGRADES = len(UPGRADES)
 U = {name: i for i, name in enumerate(UPGRADES)}
-
-PLAYER_FEATURES = 14
-ENEMY_FEATURES = 7
-GEM_FEATURES = 3
-WAVE_FEATURES = 3
-
-
-def state_layout(cfg: ArenaConfig) -> dict[str, tuple[int, int]]:
-    """Name -> (start, end) column ranges of the state vector."""
-    sizes = [
-        ("player", PLAYER_FEATURES),
-        ("upgrades", NUM_UPGRADES),
-        ("cards", 3 * NUM_UPGRADES),
-        ("enemies", cfg.state_enemies * ENEMY_FEATURES),
-        ("gems", cfg.state_gems * GEM_FEATURES),
-        ("wave", WAVE_FEATURES),
-    ]
-    out, start = {}, 0
-    for name, n in sizes:
-        out[name] = (start, start + n)
-        start += n
-    return out
-
-
-def state_dim(cfg: ArenaConfig) -> int:
-    return max(end for _, end in state_layout(cfg).values())
 
 
 def initial_state(cfg: ArenaConfig, n: int, device: torch.device, gen: torch.Generator) -> State:
@@ -167,26 +148,24 @@ def state_vector(cfg: ArenaConfig, s: State) -> torch.Tensor:
     st = upgrade_stats(cfg, s["upg"])
     A, V = cfg.arena_size, cfg.view_size
     menu = s["menu_open"].float()
-    player = torch.stack(
-        [
-            s["pos"][:, 0] / A,
-            s["pos"][:, 1] / A,
-            s["vel"][:, 0] / cfg.player_speed,
-            s["vel"][:, 1] / cfg.player_speed,
-            s["hp"] / st["max_hp"],
-            st["max_hp"] / 100.0,
-            s["dash_cd"] / cfg.dash_cooldown,
-            (s["dash_timer"] > 0).float(),
-            s["level"] / 20.0,
-            s["xp"] / s["xp_next"],
-            s["gold"] / 100.0,
-            s["t"] / cfg.stage_steps,
-            menu,
-            s["menu_timer"] / cfg.menu_timeout_steps,
-        ],
-        dim=1,
-    )
-    upgrades = s["upg"] / 5.0
+    player_cols = {
+        "x": s["pos"][:, 0] / A,
+        "y": s["pos"][:, 1] / A,
+        "vx": s["vel"][:, 0] / cfg.player_speed,
+        "vy": s["vel"][:, 1] / cfg.player_speed,
+        "hp_frac": s["hp"] / st["max_hp"],
+        "max_hp": st["max_hp"] / MAX_HP_SCALE,
+        "dash_cooldown": s["dash_cd"] / cfg.dash_cooldown,
+        "dashing": (s["dash_timer"] > 0).float(),
+        "level": s["level"] / LEVEL_SCALE,
+        "xp_frac": s["xp"] / s["xp_next"],
+        "gold": s["gold"] / GOLD_SCALE,
+        "time_frac": s["t"] / cfg.stage_steps,
+        "menu_open": menu,
+        "menu_timer": s["menu_timer"] / cfg.menu_timeout_steps,
+    }
+    player = torch.stack([player_cols[f] for f in PLAYER_FIELDS], dim=1)
+    upgrades = s["upg"] / UPGRADE_SCALE
     u_ids = torch.arange(NUM_UPGRADES, device=dev)
     cards = (s["card_options"][..., None] == u_ids).float() * menu[:, None, None]
 
@@ -201,21 +180,16 @@ def state_vector(cfg: ArenaConfig, s: State) -> torch.Tensor:
     elitek = torch.gather(s["e_elite"], 1, ik).float()
     bossk = (ik < cfg.num_bosses).float()
     vf = valid.float()
-    enemies = (
-        torch.stack(
-            [
-                relk[..., 0] / V,
-                relk[..., 1] / V,
-                torch.where(valid, dk, 0.0) / V,
-                hpk,
-                elitek,
-                bossk,
-                vf,
-            ],
-            dim=-1,
-        )
-        * vf[..., None]
-    )
+    enemy_cols = {
+        "dx": relk[..., 0] / V,
+        "dy": relk[..., 1] / V,
+        "dist": torch.where(valid, dk, 0.0) / V,
+        "hp_frac": hpk,
+        "elite": elitek,
+        "boss": bossk,
+        "valid": vf,
+    }
+    enemies = torch.stack([enemy_cols[f] for f in ENEMY_FIELDS], dim=-1) * vf[..., None]
     enemies = _pad_rows(enemies, cfg.state_enemies)
 
     M = min(cfg.state_gems, cfg.max_gems)
@@ -224,7 +198,8 @@ def state_vector(cfg: ArenaConfig, s: State) -> torch.Tensor:
     gdk, gik = torch.topk(gd, M, dim=1, largest=False)
     gvalid = torch.isfinite(gdk).float()
     grelk = torch.gather(grel, 1, gik[..., None].expand(-1, -1, 2))
-    gems = torch.stack([grelk[..., 0] / V, grelk[..., 1] / V, gvalid], dim=-1) * gvalid[..., None]
+    gem_cols = {"dx": grelk[..., 0] / V, "dy": grelk[..., 1] / V, "valid": gvalid}
+    gems = torch.stack([gem_cols[f] for f in GEM_FIELDS], dim=-1) * gvalid[..., None]
     gems = _pad_rows(gems, cfg.state_gems)
 
     boss_alive = s["e_alive"][:, : cfg.num_bosses].any(dim=1).float()
@@ -232,14 +207,12 @@ def state_vector(cfg: ArenaConfig, s: State) -> torch.Tensor:
     for tick in cfg.boss_ticks:  # a handful of bosses; Python scalars keep this free of host-device copies
         left = tick - s["t"]
         next_boss = torch.where(left > 0, torch.minimum(next_boss, left), next_boss)
-    wave = torch.stack(
-        [
-            s["e_alive"].float().mean(dim=1),
-            boss_alive,
-            next_boss / cfg.stage_steps,
-        ],
-        dim=1,
-    )
+    wave_cols = {
+        "alive_frac": s["e_alive"].float().mean(dim=1),
+        "boss_alive": boss_alive,
+        "next_boss": next_boss / cfg.stage_steps,
+    }
+    wave = torch.stack([wave_cols[f] for f in WAVE_FIELDS], dim=1)
     out = torch.cat(
         [player, upgrades, cards.reshape(n, -1), enemies.reshape(n, -1), gems.reshape(n, -1), wave], 1
     )

@@ -17,7 +17,8 @@ from gymnasium.vector.utils import batch_space
 
 from metabonk.common.errors import MetabonkError
 from metabonk.envs.arena.config import ArenaConfig
-from metabonk.envs.arena.game import ACTION_MEANINGS, NUM_ACTIONS, ArenaGame
+from metabonk.envs.arena.game import ArenaGame
+from metabonk.envs.arena.spec import ACTION_MEANINGS, NUM_ACTIONS
 
 
 def _obs_space(cfg: ArenaConfig, dim: int, pixels: bool) -> gym.spaces.Dict:

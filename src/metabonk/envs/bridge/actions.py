@@ -11,17 +11,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from metabonk.envs.arena.spec import (
+    CARD_BASE,
+    MOVES,
+    NUM_ACTIONS,
+    NUM_CARDS,
+    NUM_DIRECTIONS,
+    dashes,
+    direction_of,
+    move_action,
+)
 from metabonk.envs.bridge.protocol import ProtocolError
 
-ARENA_LAYOUT = "arena-21"
-ARENA_NUM_ACTIONS = 21
-_NUM_DIRS = 8
-_CARD_BASE = 18
+ARENA_LAYOUT = f"arena-{NUM_ACTIONS}"
+ARENA_NUM_ACTIONS = NUM_ACTIONS
+_NUM_DIRS = NUM_DIRECTIONS - 1  # directions around the circle (0 stands)
 _DEAD_ZONE = 0.25
-_S = math.sqrt(0.5)
-DIRECTIONS: tuple[tuple[float, float], ...] = (
-    (0.0, 0.0), (1.0, 0.0), (_S, _S), (0.0, 1.0), (-_S, _S), (-1.0, 0.0), (-_S, -_S), (0.0, -1.0), (_S, -_S),
-)
 
 
 def discrete_to_action(a: int, layout: str, num_actions: int) -> dict[str, Any]:
@@ -31,13 +36,13 @@ def discrete_to_action(a: int, layout: str, num_actions: int) -> dict[str, Any]:
     action: dict[str, Any] = {"discrete": int(a)}
     if layout != ARENA_LAYOUT:
         return action
-    if a >= _CARD_BASE:
-        action["ui_click"] = {"option": a - _CARD_BASE}
+    if a >= CARD_BASE:
+        action["ui_click"] = {"option": a - CARD_BASE}
         action["move"] = [0.0, 0.0]
         action["buttons"] = {"dash": False}
         return action
-    action["move"] = list(DIRECTIONS[a % 9])
-    action["buttons"] = {"dash": bool(a // 9)}
+    action["move"] = list(MOVES[direction_of(a)])
+    action["buttons"] = {"dash": dashes(a)}
     return action
 
 
@@ -58,13 +63,13 @@ def action_to_discrete(action: dict[str, Any], layout: str, num_actions: int) ->
     click = action.get("ui_click")
     if isinstance(click, dict) and "option" in click:
         k = int(click["option"])
-        if k > 2:
-            raise ProtocolError("bad_action", f"ui_click option {k} outside 0..2")
-        return _CARD_BASE + k
+        if not 0 <= k < NUM_CARDS:
+            raise ProtocolError("bad_action", f"ui_click option {k} outside 0..{NUM_CARDS - 1}")
+        return CARD_BASE + k
     dash = bool(action.get("buttons", {}).get("dash", False))
     x, y = action.get("move", [0.0, 0.0])
     if math.hypot(x, y) < _DEAD_ZONE:
         direction = 0
     else:
         direction = 1 + round(math.atan2(y, x) / (2 * math.pi / _NUM_DIRS)) % _NUM_DIRS
-    return direction + 9 * int(dash)
+    return move_action(direction, dash)

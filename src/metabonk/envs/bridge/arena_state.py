@@ -1,7 +1,7 @@
 """JSON game state of a served Arena game, read from its tensors (what a MegaBonk plugin would send).
 
 Used by the server for envs that look like `ArenaVectorEnv` (`.config` and a `.game` with state dict `.s`);
-positions are world units with y down as rendered, time is seconds at 60 ticks/s.
+positions are world units with y down as rendered, time is seconds at the spec's TICKS_PER_SECOND.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-TICKS_PER_SECOND = 60.0
+from metabonk.envs.arena.spec import TICKS_PER_SECOND, UPGRADES
+
 _MAX_HP: weakref.WeakKeyDictionary[Any, dict[tuple[float, ...], float]] = weakref.WeakKeyDictionary()
 """Per game object: max HP by upgrade counts (it only changes when a card is picked)."""
 _KEYS = ("pos", "vel", "hp", "t", "level", "xp", "xp_next", "menu_open", "card_options",
@@ -24,7 +25,6 @@ def is_arena(env: Any) -> bool:
 
 def arena_state(env: Any, i: int, playing: bool) -> dict[str, Any]:
     """JSON state of game i (docs/bridge.md "Game state"); call only when `is_arena(env)`."""
-    from metabonk.envs.arena.config import UPGRADES
     from metabonk.envs.arena.state import upgrade_stats
 
     inner = getattr(env, "unwrapped", env)
