@@ -267,3 +267,17 @@ class Health(BaseModel):
     status: str
     version: str
     database: str
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict[str, Any]]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": why}
+    for code, why in ((400, "invalid name or body"), (401, "no valid token / not allowed to read"),
+                      (404, "not found"), (409, "conflicts with what is stored"),
+                      (413, "request body over the limit"), (422, "failed validation"))
+}
+"""The error answers every route may give (published in the OpenAPI schema)."""
+

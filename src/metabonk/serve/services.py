@@ -59,7 +59,7 @@ class Services:
                 if not (path / "store.json").is_file():
                     raise HTTPException(404, f"no episode store {name!r} (create it with PUT /api/stores/{name})")
                 st = self._stores[name] = EpisodeStore.open(path)
-                self._store_locks[name] = threading.Lock()
+                self._store_locks.setdefault(name, threading.Lock())
             return st
 
     @contextmanager
@@ -81,10 +81,14 @@ class Services:
             return self._playbook
 
     def close(self) -> None:
-        if self._playbook is not None:
-            self._playbook.close()
-        for st in self._stores.values():
-            st.close()
+        """Release files and connections (they reopen on next use: a test client may start the app again)."""
+        with self._lock:
+            if self._playbook is not None:
+                self._playbook.close()
+                self._playbook = None
+            for st in self._stores.values():
+                st.close()
+            self._stores.clear()
         self.db.close()
 
 

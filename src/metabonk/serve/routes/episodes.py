@@ -22,12 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from metabonk.common.errors import MetabonkError
 from metabonk.data.store import EpisodeStore
 from metabonk.serve.db import Episode, now
-from metabonk.serve.schemas import NAME_PATTERN, EpisodeOut, StoreCreate, StoreOut
+from metabonk.serve.schemas import ERRORS, NAME_PATTERN, EpisodeOut, StoreCreate, StoreOut
 from metabonk.serve.security import require_read, require_write
 from metabonk.serve.services import Services, services
 from metabonk.serve.uploads import Received, receive_to_file
 
-router = APIRouter(prefix="/api/stores", tags=["episodes"])
+router = APIRouter(prefix="/api/stores", tags=["episodes"], responses=ERRORS)
 StoreName = Path(pattern=NAME_PATTERN, max_length=64)
 UPLOAD_ID = r"^[A-Za-z0-9_-]{8,64}$"
 SAFETENSORS_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {

@@ -13,11 +13,11 @@ from sqlalchemy import select, text
 import metabonk
 from metabonk.serve.db import Worker, now
 from metabonk.serve.frames import is_jpeg
-from metabonk.serve.schemas import NAME_PATTERN, Health
+from metabonk.serve.schemas import ERRORS, NAME_PATTERN, Health
 from metabonk.serve.security import bearer, may_read, require_read
 from metabonk.serve.services import Services, services
 
-router = APIRouter(tags=["live"])
+router = APIRouter(tags=["live"], responses=ERRORS)
 _NAME = re.compile(NAME_PATTERN)
 
 

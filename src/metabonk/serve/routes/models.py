@@ -15,12 +15,12 @@ from starlette.concurrency import run_in_threadpool
 
 from metabonk.serve.db import MergeRequest, ModelVersion, now
 from metabonk.serve.routes.episodes import SAFETENSORS_BODY
-from metabonk.serve.schemas import NAME_PATTERN, MergeRequestIn, MergeRequestOut, MergeResolve, ModelVersionOut
+from metabonk.serve.schemas import ERRORS, NAME_PATTERN, MergeRequestIn, MergeRequestOut, MergeResolve, ModelVersionOut
 from metabonk.serve.security import inside, require_read, require_write
 from metabonk.serve.services import Services, services
 from metabonk.serve.uploads import Received, move_into_place, receive_to_file
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=ERRORS)
 ModelName = Path(pattern=NAME_PATTERN, max_length=64)
 VersionNo = Path(ge=1, le=2**31 - 1)
 _versions_lock = threading.Lock()

@@ -12,12 +12,20 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from metabonk.common.errors import MetabonkError
 from metabonk.planner.playbook import Version
-from metabonk.planner.reflect import Curator, EpisodeStats, Reflector
-from metabonk.serve.schemas import DiffOut, EntryOut, ReflectIn, ReflectOut, RevertIn, VersionOut, VersionSummary
+from metabonk.serve.schemas import (
+    ERRORS,
+    DiffOut,
+    EntryOut,
+    ReflectIn,
+    ReflectOut,
+    RevertIn,
+    VersionOut,
+    VersionSummary,
+)
 from metabonk.serve.security import require_read, require_write
 from metabonk.serve.services import Services, services
 
-router = APIRouter(prefix="/api/playbook", tags=["playbook"])
+router = APIRouter(prefix="/api/playbook", tags=["playbook"], responses=ERRORS)
 VersionNo = Path(ge=0, le=2**31 - 1)
 
 
@@ -80,6 +88,8 @@ def revert(body: RevertIn, svc: Services = Depends(services)) -> VersionOut:
 @router.post("/reflect", response_model=ReflectOut, dependencies=[Depends(require_write)])
 def reflect(body: ReflectIn, svc: Services = Depends(services)) -> ReflectOut:
     """Ingest one episode's stats: the template reflector writes the lesson, the curator commits the edits."""
+    from metabonk.planner.reflect import Curator, EpisodeStats, Reflector  # imports the Arena game (torch): late
+
     stats = EpisodeStats(**body.stats.model_dump())
     with svc.playbook_lock:
         lesson = Reflector(None).reflect(stats, body.baseline)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from metabonk.serve.db import Artifact, MetricPoint, Run, Stage, now
 from metabonk.serve.schemas import (
+    ERRORS,
     NAME_PATTERN,
     ArtifactOut,
     MetricBatch,
@@ -25,7 +26,7 @@ from metabonk.serve.security import inside, require_read, require_write
 from metabonk.serve.services import Services, services
 from metabonk.serve.uploads import move_into_place, receive_to_file
 
-router = APIRouter(prefix="/api/runs", tags=["runs"])
+router = APIRouter(prefix="/api/runs", tags=["runs"], responses=ERRORS)
 RunKey = Path(pattern=r"^[A-Za-z0-9_-]{8,64}$")
 ArtifactName = Path(pattern=NAME_PATTERN, max_length=64)
 ARTIFACT_TYPES = {".md": "text/markdown", ".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg",

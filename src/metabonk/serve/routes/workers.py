@@ -7,11 +7,11 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from metabonk.serve.db import Worker, now
-from metabonk.serve.schemas import NAME_PATTERN, Heartbeat, WorkerOut, WorkerRegister
+from metabonk.serve.schemas import ERRORS, NAME_PATTERN, Heartbeat, WorkerOut, WorkerRegister
 from metabonk.serve.security import require_read, require_write
 from metabonk.serve.services import Services, services
 
-router = APIRouter(prefix="/api/workers", tags=["workers"])
+router = APIRouter(prefix="/api/workers", tags=["workers"], responses=ERRORS)
 WorkerName = Path(pattern=NAME_PATTERN, max_length=64)
 
 
