@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metabonk.cli.app import app
+from metabonk.cli.app import app, bench_app
 from metabonk.common.errors import MetabonkError
 
 
@@ -69,3 +69,64 @@ def _print_drift(kind: str, d: dict[str, Any]) -> None:
             v = f"{v:.4f}"
         t.add_row(key, str(v))
     Console(soft_wrap=True).print(t)
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    ckpt: Annotated[Path, typer.Argument(help="fp32 policy checkpoint.")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")],
+) -> None:
+    """System 1's step as ONNX (recurrent state as input/output) for onnxruntime; checks it against torch."""
+    import numpy as np
+    import torch
+
+    from metabonk.policy.agent import Agent
+    from metabonk.quant.onnx_export import OrtPolicy, example_inputs, export_onnx
+
+    agent = Agent.load(ckpt)
+    export_onnx(agent, out)
+    x = example_inputs(agent, batch=3)
+    got = OrtPolicy(out).step(x)
+    with torch.no_grad():
+        obs = {"pixels": torch.from_numpy(x["pixels"])}
+        if "card_options" in x:
+            obs["card_options"] = torch.from_numpy(x["card_options"])
+        logits, _, _, h = agent.step(obs, torch.from_numpy(x["hidden"]), torch.from_numpy(x["intent"]))
+    err = max(float(np.abs(got["logits"] - logits.numpy()).max()), float(np.abs(got["hidden_out"] - h.numpy()).max()))
+    if err > 1e-3:
+        raise MetabonkError(f"the ONNX graph disagrees with torch by {err:.2e}; not kept")
+    typer.echo(f"wrote {out} (onnxruntime matches torch to {err:.1e})")
+
+
+@bench_app.command("quant")
+def bench_quant_cmd(
+    ckpt: Annotated[Path | None, typer.Argument(help="Policy checkpoint (default: a fresh default-size agent).")]
+    = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    variants: Annotated[str, typer.Option(help="Comma-separated: eager_fp32, eager_int8, eager_int8_wo, eager_fp8, "
+                                          "compiled_fp32, onnx_fp32, onnx_int8.")] =
+        "eager_fp32,eager_int8,eager_int8_wo,eager_fp8,compiled_fp32,onnx_fp32,onnx_int8",
+    steps: Annotated[int, typer.Option(help="Timed ticks at batch 1.")] = 300,
+    big_batch: Annotated[int, typer.Option(help="Batch of the throughput figure.")] = 64,
+    threads: Annotated[int, typer.Option(help="CPU threads (torch and onnxruntime).")] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Result file (default "
+                                                   "benchmarks/results/quant-system1-DEVICE.json).")] = None,
+) -> None:
+    """System 1 latency: torch eager fp32 vs torchao int8/fp8, torch.compile and ONNX Runtime, in one run."""
+    import torch
+
+    from metabonk.bench.quant import VARIANTS, print_and_write, run_system1
+    from metabonk.common.device import resolve_device
+    from metabonk.policy.agent import Agent
+    from metabonk.policy.config import PolicyConfig
+
+    chosen = tuple(v.strip() for v in variants.split(",") if v.strip())
+    if not chosen or set(chosen) - set(VARIANTS):
+        raise MetabonkError(f"--variants must name some of {', '.join(VARIANTS)}; got '{variants}'")
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    agent = Agent.load(ckpt) if ckpt else Agent(PolicyConfig()).eval()
+    res = run_system1(agent, dev, chosen, steps=steps, big_batch=big_batch, log=lambda s: None)
+    res["checkpoint"] = str(ckpt) if ckpt else "fresh PolicyConfig() agent (weights do not change speed)"
+    typer.echo(f"wrote {print_and_write(res, dev, json_path)}")
