@@ -15,14 +15,29 @@ from typing import Any
 import torch
 
 
-def git_commit() -> str:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+DIRTY_IGNORED = (":(top,exclude)benchmarks/results", ":(top,exclude)runs")
+"""Paths whose changes do not make a result's tree dirty: results themselves and run outputs."""
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked or new (not ignored) files differ from HEAD, results aside; None outside a checkout."""
+    out = _git("status", "--porcelain", "--", ":/", *DIRTY_IGNORED)
+    return None if out is None else bool(out.strip())
+
+
+def git_commit() -> str:
+    """HEAD's short hash, with '-dirty' when the tree that produced a result was not HEAD's."""
+    out = _git("rev-parse", "--short", "HEAD")
+    commit = (out or "").strip() or "unknown"
+    return f"{commit}-dirty" if commit != "unknown" and git_dirty() else commit
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:
@@ -34,6 +49,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(sys.argv),
     }
