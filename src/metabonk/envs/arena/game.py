@@ -102,6 +102,23 @@ class ArenaGame:
             fresh = initial_state(self.cfg, self.num_envs, self.device, self.gen)
             self.s = blend(mask.to(self.device), fresh, self.s)
 
+    def restart(self, rows: torch.Tensor) -> State:
+        """Restart games `rows` (int64 [k]) and return their fresh state: the same games and random draws as
+        `reset_done` with those rows masked, but only k rows are built and written (the env's autoreset)."""
+        with cpu_threads(self.cpu_threads):
+            rows = rows.to(self.device)
+            fresh = initial_state(self.cfg, self.num_envs, self.device, self.gen, rows)
+            self.s = {k: v.index_put((rows,), fresh[k]) for k, v in self.s.items()}
+            return fresh
+
+    def observe(self, s: State, pixels: bool = True) -> dict[str, torch.Tensor]:
+        """The observation {"state" [k, D], "pixels" [k, H, W, 3] if `pixels`} of the games in state dict `s`."""
+        with cpu_threads(self.cpu_threads):
+            out = {"state": state_vector(self.cfg, s)}
+            if pixels:
+                out["pixels"] = self._render(s)
+            return out
+
     def state_vector(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """float32 [N, D] structured observation (layout in metabonk.envs.arena.state)."""
         with cpu_threads(self.cpu_threads):
@@ -109,12 +126,15 @@ class ArenaGame:
 
     def render(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 [N, H, W, 3] frames (camera on the player); `idx` renders only those games."""
+        with cpu_threads(self.cpu_threads):
+            return self._render(self.s if idx is None else select(self.s, idx))
+
+    def _render(self, s: State) -> torch.Tensor:
         if self._renderer is None:
             from metabonk.envs.arena.render import ArenaRenderer
 
             self._renderer = ArenaRenderer(self.cfg, self.device)
-        with cpu_threads(self.cpu_threads):
-            return self._renderer.render(self.s if idx is None else select(self.s, idx))
+        return self._renderer.render(s)
 
     @property
     def stats(self) -> dict[str, torch.Tensor]:

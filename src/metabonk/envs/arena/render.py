@@ -164,7 +164,10 @@ class ArenaRenderer:
         rc = torch.arange(6, device=self.device)
         row_imgs = self.lut.index_select(0, (rc[None, :, None] * 6 + col_cls[:, None, :]).reshape(-1))
         row_imgs = row_imgs.view(n * 6, W * 3)
-        if (W * 3) % 4 == 0:  # copy rows as int32 words: ~3x faster than byte-wise index_select on CPU
+        # copy rows as wide words: on CPU int32 rows are ~3x faster than bytes, int64 rows ~3x faster again
+        if (W * 3) % 8 == 0:
+            row_imgs = row_imgs.view(torch.int64)
+        elif (W * 3) % 4 == 0:
             row_imgs = row_imgs.view(torch.int32)
         pick = (torch.arange(n, device=self.device)[:, None] * 6 + row_cls).reshape(-1)
         return row_imgs.index_select(0, pick).view(torch.uint8).view(n, H, W, 3)

@@ -33,12 +33,20 @@ State = dict[str, torch.Tensor]
 U = {name: i for i, name in enumerate(UPGRADES)}
 
 
-def initial_state(cfg: ArenaConfig, n: int, device: torch.device, gen: torch.Generator) -> State:
-    """Fresh games: player near the centre with full HP, no entities, clock at zero."""
+def initial_state(
+    cfg: ArenaConfig, n: int, device: torch.device, gen: torch.Generator, rows: torch.Tensor | None = None
+) -> State:
+    """Fresh games: player near the centre with full HP, no entities, clock at zero.
+
+    With `rows` (int64 [k] indices into n games) only those k games are built, from the same random draws
+    as the full n, so restarting some games leaves the generator exactly where restarting all would.
+    """
     f32 = {"device": device, "dtype": torch.float32}
     E, P, G = cfg.max_enemies, cfg.max_projectiles, cfg.max_gems
     centre = cfg.arena_size / 2
     jitter = (torch.rand(n, 2, generator=gen, **f32) - 0.5) * (cfg.arena_size * 0.2)
+    if rows is not None:
+        jitter, n = jitter[rows], rows.shape[0]
 
     def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(*shape, device=device, dtype=dtype)

@@ -2,7 +2,9 @@
 
 Observations are `{"pixels": uint8 [N,H,W,3], "state": float32 [N,D]}` as numpy arrays; info holds
 numpy arrays [N] (see docs/architecture.md): episode_return/episode_length (valid where an episode
-ended), menu_open, card_options [N,3], r_<component>, event counts, and final_obs at episode ends.
+ended), menu_open, card_options [N,3], r_<component>, event counts, and final_obs at episode ends
+(its finished rows, marked by `_final_obs`; zeros elsewhere, as the loop vector env of envs/autoreset.py).
+A step copies its outputs to the host once, and an autoreset rebuilds only the finished games.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from metabonk.common.errors import MetabonkError
 from metabonk.envs.arena.config import ArenaConfig
 from metabonk.envs.arena.game import ArenaGame
 from metabonk.envs.arena.spec import ACTION_MEANINGS, NUM_ACTIONS
+from metabonk.envs.host_copy import to_host
+
+_OBS, _OUT = "obs:", "out:"
+"""Key prefixes that keep observations and step outputs apart from info keys inside one host copy."""
 
 
 def _obs_space(cfg: ArenaConfig, dim: int, pixels: bool) -> gym.spaces.Dict:
@@ -60,11 +66,16 @@ class ArenaVectorEnv(VectorEnv):
         self._length = np.zeros(num_envs, np.int64)
         self._seed = seed
 
-    def _obs(self, idx: torch.Tensor | None = None) -> dict[str, np.ndarray]:
-        out = {"state": self.game.state_vector(idx).cpu().numpy()}
-        if self.pixels:
-            out["pixels"] = self.game.render(idx).cpu().numpy()
-        return out
+    def _outputs(
+        self, info_t: dict[str, torch.Tensor], step: tuple[torch.Tensor, ...] = ()
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[np.ndarray]]:
+        """(obs, info, step) as numpy, observing the current games, in one host copy (see `to_host`);
+        `step` is (reward, terminated, truncated) of a step, or nothing on reset."""
+        obs_t = self.game.observe(self.game.s, self.pixels)
+        host = to_host({**{_OBS + k: v for k, v in obs_t.items()}, **{f"{_OUT}{i}": v for i, v in enumerate(step)},
+                        **info_t})
+        obs = {k[len(_OBS) :]: host.pop(k) for k in list(host) if k.startswith(_OBS)}
+        return obs, host, [host.pop(f"{_OUT}{i}") for i in range(len(step))]
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -75,8 +86,8 @@ class ArenaVectorEnv(VectorEnv):
         self._return[:] = 0
         self._length[:] = 0
         s = self.game.s
-        info = {"menu_open": s["menu_open"].cpu().numpy(), "card_options": s["card_options"].cpu().numpy()}
-        return self._obs(), info
+        obs, info, _ = self._outputs({"menu_open": s["menu_open"].clone(), "card_options": s["card_options"].clone()})
+        return obs, info
 
     def step(
         self, actions: Any
@@ -87,35 +98,40 @@ class ArenaVectorEnv(VectorEnv):
         if (a < 0).any() or (a >= NUM_ACTIONS).any():
             raise MetabonkError(f"arena actions must be in [0, {NUM_ACTIONS}), got {a.min()}..{a.max()}")
         reward_t, term_t, trunc_t, info_t = self.game.step(torch.from_numpy(a))
-        reward = reward_t.cpu().numpy().astype(np.float32)
-        term, trunc = term_t.cpu().numpy(), trunc_t.cpu().numpy()
+        obs, info, (reward, term, trunc) = self._outputs(info_t, (reward_t, term_t, trunc_t))
+        reward = reward.astype(np.float32)
         done = term | trunc
-        info: dict[str, Any] = {k: v.cpu().numpy() for k, v in info_t.items()}
         self._return += reward
         self._length += 1
-        info["episode_return"] = self._return.astype(np.float32).copy()
+        info["episode_return"] = self._return.astype(np.float32)
         info["episode_length"] = self._length.copy()
         info["_episode"] = done.copy()
-        obs = self._obs()
         if done.any():
-            idx = np.flatnonzero(done)
-            info["final_obs"] = {k: v.copy() for k, v in obs.items()}
+            rows = np.flatnonzero(done)
+            # final_obs holds the finished rows (zeros elsewhere, as `_final_obs` says): no copy of the batch
+            info["final_obs"] = {k: _rows_of(v, rows) for k, v in obs.items()}
             info["_final_obs"] = done.copy()
             info["final_info"] = {
                 "episode_return": info["episode_return"],
                 "episode_length": info["episode_length"],
             }
-            mask = torch.from_numpy(done).to(self.game.device)
-            self.game.reset_done(mask)
-            fresh = self._obs(torch.from_numpy(idx).to(self.game.device))
-            for k in obs:
-                obs[k][idx] = fresh[k]
-            s = self.game.s
-            info["menu_open"] = s["menu_open"].cpu().numpy()
-            info["card_options"] = s["card_options"].cpu().numpy()
-            self._return[idx] = 0
-            self._length[idx] = 0
+            self._restart(rows, obs, info)
         return obs, reward, term, trunc, info
+
+    def _restart(self, rows: np.ndarray, obs: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        """SAME_STEP autoreset of the finished games `rows`: only they are rebuilt, observed and copied."""
+        fresh = self.game.restart(torch.from_numpy(rows))
+        obs_t = self.game.observe(fresh, self.pixels)
+        host = to_host(
+            {**{_OBS + k: v for k, v in obs_t.items()}, "menu_open": fresh["menu_open"],
+             "card_options": fresh["card_options"]}
+        )
+        for k in obs:
+            obs[k][rows] = host[_OBS + k]
+        info["menu_open"][rows] = host["menu_open"]
+        info["card_options"][rows] = host["card_options"]
+        self._return[rows] = 0
+        self._length[rows] = 0
 
     def render(self) -> np.ndarray:
         """uint8 [N,H,W,3] frames of the current states."""
@@ -160,11 +176,18 @@ class ArenaSingleEnv(gym.Env):
         if not 0 <= int(action) < NUM_ACTIONS:
             raise MetabonkError(f"arena action must be in [0, {NUM_ACTIONS}), got {action}")
         reward, term, trunc, info_t = self.game.step(a)
-        info = {k: v.cpu().numpy()[0] for k, v in info_t.items()}
-        return _row(self.vec._obs()), float(reward[0]), bool(term[0]), bool(trunc[0]), info
+        obs, info, (r, te, tr) = self.vec._outputs(info_t, (reward, term, trunc))
+        return _row(obs), float(r[0]), bool(te[0]), bool(tr[0]), _row(info)
 
     def render(self) -> np.ndarray:
         return self.game.render()[0].cpu().numpy()
+
+
+def _rows_of(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Zeros shaped like x except the given rows, copied from x (np.zeros maps fresh pages lazily)."""
+    out = np.zeros(x.shape, x.dtype)
+    out[rows] = x[rows]
+    return out
 
 
 def _row(d: dict[str, Any]) -> dict[str, Any]:
