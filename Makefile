@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.metabonk-installed
 .PHONY: demo test test-slow lint bench-cpu clean-venv
 
 $(STAMP): pyproject.toml
+	bash .ci/system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# CPU-only machines get the CPU build of torch first, so nothing pulls a multi-GB CUDA build.

@@ -88,7 +88,7 @@ def reporting_controller(url: str, agent: Any, planner: Any, device: Any, policy
     """A TwoSystemController for `run_two_systems(controller=...)` that also reports to the orchestrator."""
     import socket
 
-    from metabonk.controller import TwoSystemController
+    from metabonk.two_systems import TwoSystemController
 
     class ReportingController(TwoSystemController):
         """Sends live frames, System 2's intent / cards / fallbacks, and each episode (as the ticks saw it)."""
@@ -107,6 +107,7 @@ def reporting_controller(url: str, agent: Any, planner: Any, device: Any, policy
 
         def reset(self, env: Any) -> None:
             super().reset(env)
+            self._upload()  # the previous episode when --max-steps cut it (episode_done was not called)
             self._episode += 1
             self._ep = {"obs": [], "action": [], "ret": []}
             size = int(agent.cfg.image_size)
@@ -161,6 +162,7 @@ def reporting_controller(url: str, agent: Any, planner: Any, device: Any, policy
 
         def close(self) -> None:
             self._upload()  # an episode cut by --max-steps
+            self._beat(force=True)
             self.worker.close()
             self.orch.close(timeout=60.0)
 
