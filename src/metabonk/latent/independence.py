@@ -38,10 +38,10 @@ def pointwise_mutual_information(joint_KK: torch.Tensor) -> torch.Tensor:
     return torch.where(p > 0, (p / outer.clamp_min(1e-30)).log(), torch.zeros_like(p))
 
 
-def joint_mutual_information(joint_KK: torch.Tensor) -> float:
-    """I in nats of a joint distribution given as (unnormalised) counts or weights [K, K]."""
+def joint_mutual_information(joint_KK: torch.Tensor) -> torch.Tensor:
+    """I in nats (0-dim tensor) of a joint distribution given as (unnormalised) counts or weights [K, K]."""
     p = joint_KK / joint_KK.sum().clamp_min(1e-12)
-    return float((p * pointwise_mutual_information(joint_KK)).sum())
+    return (p * pointwise_mutual_information(joint_KK)).sum()
 
 
 class ConsecutiveCodeMI(nn.Module):
@@ -54,7 +54,7 @@ class ConsecutiveCodeMI(nn.Module):
 
     def mutual_information(self) -> float:
         """I(z_{t-1}; z_t) in nats under the running joint."""
-        return joint_mutual_information(self.joint)
+        return float(joint_mutual_information(self.joint))
 
     def forward(self, prev_BK: torch.Tensor, cur_BK: torch.Tensor) -> torch.Tensor:
         """Penalty (a scalar with gradients through both assignments); updates the running joint in training."""
@@ -69,4 +69,4 @@ def empirical_mutual_information(a: torch.Tensor, b: torch.Tensor, num_codes: in
     """I(a; b) in nats of two integer code sequences of equal length (plug-in estimate)."""
     joint = torch.zeros(num_codes, num_codes, dtype=torch.float64)
     joint.index_put_((a.long(), b.long()), torch.ones(len(a), dtype=torch.float64), accumulate=True)
-    return joint_mutual_information(joint)
+    return float(joint_mutual_information(joint))

@@ -18,8 +18,8 @@ from torch import nn
 from metabonk.common.checkpoint import Checkpointed, config_from_dict
 from metabonk.common.errors import MetabonkError
 from metabonk.latent.frames import clip_windows, to_unit
-from metabonk.latent.independence import ConsecutiveCodeMI, soft_assign
-from metabonk.latent.vq import VectorQuantizer, VQConfig, codebook_usage
+from metabonk.latent.independence import ConsecutiveCodeMI, joint_mutual_information, soft_assign
+from metabonk.latent.vq import VectorQuantizer, VQConfig, codebook_usage_tensors
 
 KIND = "lam"
 
@@ -146,7 +146,11 @@ def axis_shifts(x_BCHW: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tenso
     pad = F.pad(x_BCHW, (s, s, s, s), mode="replicate")
     shifts = [(d, 0) for d in range(-s, s + 1)] + [(0, d) for d in range(-s, s + 1) if d != 0]
     stack = torch.stack([pad[..., s + dy: s + dy + h, s + dx: s + dx + w] for dy, dx in shifts], dim=1)
-    return stack, torch.tensor(shifts, dtype=x_BCHW.dtype, device=x_BCHW.device)
+    # the same table built on the device: a copy from the host would wait for the GPU on every training step
+    d = torch.arange(-s, s + 1, dtype=x_BCHW.dtype, device=x_BCHW.device)
+    zero = torch.zeros_like(d)
+    table = torch.cat([torch.stack([d, zero], 1), torch.stack([zero[:-1], torch.cat([d[:s], d[s + 1:]])], 1)])
+    return stack, table
 
 
 @torch.no_grad()
@@ -308,7 +312,7 @@ class LatentActionModel(Checkpointed, nn.Module):
             raise ValueError(f"LAM expects windows of {self.config.window} frames, got {x.shape[1]}")
         return x, x[:, :-1]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         frames = batch["frames"]
         pairs = self.config.independence_weight > 0 and frames.shape[1] == self.config.window + 1
         if pairs:  # windows of transitions t-1 and t, stacked along the batch
@@ -325,15 +329,15 @@ class LatentActionModel(Checkpointed, nn.Module):
             w = change_weights(x.detach(), self.config.change_weight, self.config.change_threshold)
             recon = weighted_mse(pred, x[:, -1], w)
         loss = recon + commit
-        extra: dict[str, float] = {}
+        extra: dict[str, torch.Tensor] = {}
         if pairs:
             assign = soft_assign(z, self.vq.codebook, self.config.independence_temperature)
             prev, cur = assign.chunk(2)
             penalty = self.pair_mi(prev, cur)
             loss = loss + self.config.independence_weight * penalty
-            extra = {"pair_pmi": penalty.item(), "pair_mi": self.pair_mi.mutual_information()}
-        usage = codebook_usage(codes, self.config.vq.num_codes)
-        return loss, {"loss": loss.item(), "mse": mse.item(), "recon": recon.item(), "commit": commit.item(),
+            extra = {"pair_pmi": penalty.detach(), "pair_mi": joint_mutual_information(self.pair_mi.joint)}
+        usage = codebook_usage_tensors(codes, self.config.vq.num_codes)
+        return loss, {"loss": loss.detach(), "mse": mse.detach(), "recon": recon.detach(), "commit": commit.detach(),
                       **extra, **usage}
 
     @torch.no_grad()

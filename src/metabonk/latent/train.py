@@ -1,7 +1,7 @@
-"""Trainers for the latent models: one loop drives any `forward(batch) -> (loss, metrics)` model.
+"""Trainers of the latent models (LAM, IDM) on the shared `metabonk.train.fit` loop, and the adapter's fit.
 
-The loop shows a progress bar, logs TensorBoard scalars, saves the checkpoint atomically every
-`save_every` steps and at the end (weights + config + trainer.pt), and resumes from trainer.pt.
+The loop shows a progress bar, logs TensorBoard scalars (OUT/tb, named lam/* or idm/*), saves the checkpoint
+atomically every `save_every` steps and at the end (weights + config + trainer.pt), and resumes from trainer.pt.
 """
 
 from __future__ import annotations
@@ -9,19 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-from metabonk.common.checkpoint import load_trainer_state, load_weights
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
-from metabonk.common.logging import ScalarLogger, progress_bar
 from metabonk.latent.adapter import ActionAdapter, fit_adapter
 from metabonk.latent.data import TransitionData
 from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
 from metabonk.latent.lam import LAMConfig, LatentActionModel
+from metabonk.train.fit import FitConfig, fit
 
 
 @dataclass
@@ -33,7 +32,7 @@ class TrainConfig:
     batch: int = 32
     """Transitions per step."""
     lr: float = 1e-3
-    """Adam learning rate (cosine-decayed to 10 % over `steps`)."""
+    """AdamW learning rate (cosine-decayed to 10 % over `steps`)."""
     save_every: int = 500
     """Checkpoint period in steps."""
     log_every: int = 25
@@ -47,59 +46,24 @@ class TrainConfig:
     threads: int = 0
     """CPU threads for torch (0 = leave as is); 1 is far faster on a CPU shared with other jobs."""
 
+    def fit_config(self) -> FitConfig:
+        """The shared loop's settings: AdamW (weight decay 1e-4), clipping at 1, cosine decay to 10 %, one batch
+        generator per step (`default_rng((seed, step))`)."""
+        return FitConfig(steps=self.steps, lr=self.lr, weight_decay=1e-4, grad_clip=1.0, log_every=self.log_every,
+                         save_every=self.save_every, seed=self.seed, device=self.device, lr_final=0.1,
+                         rng_per_step=True)
 
-class Trainable(Protocol):
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]: ...
 
-    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
-             trainer_state: dict[str, Any] | None = None) -> Path: ...
-
-
-def fit(model: torch.nn.Module, sample: Callable[[np.random.Generator], dict[str, torch.Tensor]],
-        cfg: TrainConfig, out: Path, name: str, logdir: Path | None = None,
-        meta: dict[str, Any] | None = None) -> ScalarLogger:
-    """Train `model` on batches from `sample(rng)`; saves to `out` periodically and at the end."""
+def _fit(model: torch.nn.Module, sample: Callable[[np.random.Generator], dict[str, torch.Tensor]],
+         cfg: TrainConfig, out: Path, name: str, logdir: Path | None, meta: dict[str, Any]) -> None:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    start = 0
-    state = load_trainer_state(out) if cfg.resume and out.exists() else None
-    if state is not None:
-        load_weights(out, model, next(model.parameters()).device)
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    logger = ScalarLogger(logdir if logdir is not None else out / "tb")
-    torch.manual_seed(cfg.seed + start)
-    meta = {**(meta or {}), "train": {k: v for k, v in vars(cfg).items() if k not in ("quiet", "threads")}}
-
-    def save(step: int) -> None:
-        logger.close()  # flush; the checkpoint writer carries the tb/ folder into the new directory
-        model.save(out, meta={**meta, "step": step},  # type: ignore[operator]
-                   trainer_state={"step": step, "optimizer": opt.state_dict()})
-
-    model.train()
-    with progress_bar(f"train {name}", total=cfg.steps, disable=cfg.quiet) as advance:
-        advance(start)
-        for step in range(start, cfg.steps):
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * float(0.1 + 0.45 * (1 + np.cos(np.pi * step / max(cfg.steps, 1))))
-            batch = sample(np.random.default_rng((cfg.seed, step)))
-            loss, metrics = model(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                scalars = {f"{name}/{k}": v for k, v in metrics.items()}
-                logger.log(done, **scalars, lr=opt.param_groups[0]["lr"])
-            if done % cfg.save_every == 0 and done < cfg.steps:
-                save(done)
-            advance(1, status=f"loss {metrics['loss']:.4f}")
-    save(cfg.steps)
-    model.eval()
-    logger.close()
-    return logger
+    if not (cfg.resume and (out / "trainer.pt").exists()):
+        torch.manual_seed(cfg.seed)  # a fresh run's noise follows the seed, whatever the model's init drew
+    train = {k: v for k, v in vars(cfg).items() if k not in ("quiet", "threads")}
+    fit(model, sample, cfg.fit_config(), out, {**meta, "train": train}, resume=cfg.resume,
+        show_progress=not cfg.quiet, logdir=logdir if logdir is not None else out / "tb", name=f"train {name}",
+        prefix=f"{name}/")
 
 
 def _check_frames(data: TransitionData, what: str) -> None:
@@ -121,8 +85,8 @@ def train_lam(data: TransitionData, out: str | Path, cfg: TrainConfig, model_cfg
         torch.manual_seed(cfg.seed)  # the initial weights follow the run's seed
         model = LatentActionModel(model_cfg).to(device)
     ctx = model.config.train_window - 2
-    fit(model, lambda rng: data.sample(cfg.batch, rng, ctx), cfg, out, "lam", logdir,
-        meta={"env": data.env, "num_actions": data.num_actions, "transitions": len(data)})
+    _fit(model, lambda rng: data.sample(cfg.batch, rng, ctx), cfg, out, "lam", logdir,
+         meta={"env": data.env, "num_actions": data.num_actions, "transitions": len(data)})
     return model
 
 
@@ -145,8 +109,8 @@ def train_idm(data: TransitionData, out: str | Path, cfg: TrainConfig, labelled:
         torch.manual_seed(cfg.seed)
         model = InverseDynamicsModel(model_cfg).to(device)
     ctx = model.config.context
-    fit(model, lambda rng: subset.sample(cfg.batch, rng, ctx, with_actions=True), cfg, out, "idm", logdir,
-        meta={"env": data.env, "labelled_transitions": len(subset)})
+    _fit(model, lambda rng: subset.sample(cfg.batch, rng, ctx, with_actions=True), cfg, out, "idm", logdir,
+         meta={"env": data.env, "labelled_transitions": len(subset)})
     return model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,18 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("ema_count", torch.full((k,), 1.0 / k))
         self.register_buffer("ema_sum", self.codebook.clone() / k)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        self._seen_initialised = False
+
+    def _initialised_seen(self) -> bool:
+        """Whether the codebook was seeded from data; read from the device once, then remembered (a loaded
+        state resets the memory)."""
+        if not self._seen_initialised:
+            self._seen_initialised = bool(self.initialised)
+        return self._seen_initialised
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._seen_initialised = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def nearest(self, z_BD: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for each row."""
@@ -49,13 +62,14 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _ema_update(self, z_BD: torch.Tensor, codes_B: torch.Tensor) -> None:
         cfg = self.config
-        if not bool(self.initialised):
+        if not self._initialised_seen():
             # Seed the codebook from data so no code starts far from every latent.
             pick = torch.randint(0, z_BD.shape[0], (cfg.num_codes,), device=z_BD.device)
             self.codebook.copy_(z_BD[pick] + 0.01 * torch.randn_like(z_BD[pick]))
             self.ema_sum.copy_(self.codebook / cfg.num_codes)
             self.ema_count.fill_(1.0 / cfg.num_codes)
             self.initialised.fill_(True)
+            self._seen_initialised = True
             codes_B = self.nearest(z_BD)
         onehot = F.one_hot(codes_B, cfg.num_codes).to(z_BD.dtype)
         share = onehot.mean(0)
@@ -63,17 +77,15 @@ class VectorQuantizer(nn.Module):
         self.ema_sum.mul_(cfg.decay).add_(onehot.t() @ z_BD / z_BD.shape[0], alpha=1 - cfg.decay)
         self.codebook.copy_(self.ema_sum / self.ema_count.clamp_min(1e-6).unsqueeze(1))
         dead = self.ema_count < cfg.dead_threshold / cfg.num_codes
-        if bool(dead.any()):
-            # Restart dead codes at the latents worst served by the current codebook.
-            err = torch.cdist(z_BD, self.codebook).min(dim=1).values
-            order = err.argsort(descending=True)
-            idx = dead.nonzero().squeeze(1)
-            chosen = z_BD[order[: idx.numel()] % z_BD.shape[0]]
-            if chosen.shape[0] < idx.numel():
-                chosen = chosen[torch.arange(idx.numel(), device=z_BD.device) % chosen.shape[0]]
-            self.codebook[idx] = chosen
-            self.ema_count[idx] = 1.0 / cfg.num_codes
-            self.ema_sum[idx] = chosen / cfg.num_codes
+        # Restart dead codes at the latents worst served by the current codebook: the i-th dead code takes the
+        # i-th worst (cycling when more codes than latents are dead). Branchless, so a step never syncs.
+        err = torch.cdist(z_BD, self.codebook).min(dim=1).values
+        order = err.argsort(descending=True)
+        rank = (dead.long().cumsum(0) - 1).clamp_min(0) % z_BD.shape[0]
+        chosen = z_BD[order[rank]]
+        self.codebook.copy_(torch.where(dead[:, None], chosen, self.codebook))
+        self.ema_count.copy_(torch.where(dead, 1.0 / cfg.num_codes, self.ema_count))
+        self.ema_sum.copy_(torch.where(dead[:, None], chosen / cfg.num_codes, self.ema_sum))
 
     def forward(self, z_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise: returns (straight-through quantised latents, codes, commitment loss)."""
@@ -88,9 +100,17 @@ class VectorQuantizer(nn.Module):
         return q_st, codes, commit
 
 
+def codebook_usage_tensors(codes: torch.Tensor, num_codes: int) -> dict[str, torch.Tensor]:
+    """Perplexity (exp of code entropy) and the number of codes used at least once, as 0-dim tensors computed
+    without a host sync (CUDA's bincount and boolean indexing would read the device)."""
+    flat = codes.flatten().long()
+    ones = torch.ones(flat.shape, device=flat.device)
+    counts = torch.zeros(num_codes, device=flat.device).scatter_add_(0, flat, ones)
+    p = counts / counts.sum().clamp_min(1)
+    return {"perplexity": torch.special.entr(p).sum().exp(), "codes_used": (counts > 0).sum().float()}
+
+
 def codebook_usage(codes: torch.Tensor, num_codes: int) -> dict[str, float]:
     """Perplexity (exp of code entropy) and the number of codes used at least once."""
-    counts = torch.bincount(codes.flatten().long(), minlength=num_codes).float()
-    p = counts / counts.sum().clamp_min(1)
-    entropy = -(p[p > 0] * p[p > 0].log()).sum()
-    return {"perplexity": float(entropy.exp()), "codes_used": int((counts > 0).sum())}
+    usage = codebook_usage_tensors(codes, num_codes)
+    return {"perplexity": float(usage["perplexity"]), "codes_used": int(usage["codes_used"])}
