@@ -89,7 +89,7 @@ class Denoiser(nn.Module):
         s = (torch.randn(n, device=device) * e.scale + e.loc).exp()
         return s.clamp(e.sigma_min_train, e.sigma_max_train)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """batch: obs float [B,k+1,C,H,W] in [-1,1], action long [B,k]. Predicts obs[:, k] from the rest."""
         e, k = self.config.edm, self.config.num_context
         obs, actions = batch["obs"], batch["action"][:, :k]
@@ -105,4 +105,4 @@ class Denoiser(nn.Module):
         # Train F to hit the rescaled residual; equivalent to EDM's λ(σ)-weighted loss on D.
         goal = (target - cs.c_skip * noisy) / cs.c_out
         loss = F.mse_loss(out, goal)
-        return loss, {"loss/denoise": float(loss.detach())}
+        return loss, {"loss/denoise": loss.detach()}

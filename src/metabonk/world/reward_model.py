@@ -42,14 +42,15 @@ class RewardModel(nn.Module):
         out = self.head(h)
         return out[:, 0], out[:, 1]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """batch: obs [B,k+1,C,H,W], action/reward/terminated [B,k]; the target is the last transition."""
         k = self.config.num_context
         reward, logit = self.predict(batch["obs"], batch["action"][:, k - 1])
         r_true = batch["reward"][:, k - 1].float()
         t_true = batch["terminated"][:, k - 1].float()
         r_loss = F.mse_loss(reward, r_true)
-        pos_weight = torch.tensor(self.config.termination_pos_weight, device=logit.device)
+        # a fill on the device, not a copy from the host (a blocking copy would wait for the GPU every step)
+        pos_weight = torch.full((), self.config.termination_pos_weight, device=logit.device)
         t_loss = F.binary_cross_entropy_with_logits(logit, t_true, pos_weight=pos_weight)
         loss = r_loss + t_loss
-        return loss, {"loss/reward": float(r_loss.detach()), "loss/termination": float(t_loss.detach())}
+        return loss, {"loss/reward": r_loss.detach(), "loss/termination": t_loss.detach()}

@@ -1,21 +1,21 @@
-"""Trainer of the world model: AdamW on denoising + reward/termination losses, resumable, logged."""
+"""Trainer of the world model: the shared `fit` loop on denoising + reward/termination losses (AdamW, warm-up,
+EMA weights in the checkpoint), resumable, logged."""
 
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from metabonk.common.checkpoint import load_trainer_state, load_weights, read_config
+from metabonk.common.checkpoint import load_trainer_state, read_config
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
-from metabonk.common.logging import ScalarLogger, console, progress_bar
+from metabonk.train.fit import FitConfig, fit
 from metabonk.world.config import WorldConfig, diamond_atari_config, scale_sigmas
-from metabonk.world.data import WindowData, latent_action_labels, to_device
+from metabonk.world.data import WindowData, latent_action_labels
 from metabonk.world.denoiser import diffusion_target, frames_to_float
 from metabonk.world.world_model import KIND, WorldModel, world_config_from_dict
 
@@ -67,15 +67,6 @@ def _model_config(
     return cfg
 
 
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema ← decay·ema + (1 − decay)·model for parameters; buffers are copied."""
-    for e, m in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(m.detach(), 1.0 - decay)
-    for e, m in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(m)
-
-
 def target_std(
     data: WindowData, target: str, rng: np.random.Generator, context_noise_max: float, windows: int = 2048
 ) -> float:
@@ -110,12 +101,9 @@ def train_world(
         raise MetabonkError("--actions latent needs --lam LAM_CKPT to label the transitions")
     labels = latent_action_labels(store, train_eps, tc.lam, device) if tc.action_source == "latent" else None
 
-    state = None
-    if resume and (out / "config.json").is_file():
-        cfg = world_config_from_dict(read_config(out, kind=KIND)["config"])
-        model = WorldModel(cfg)
-        load_weights(out, model)
-        state = load_trainer_state(out)
+    state = load_trainer_state(out) if resume and (out / "config.json").is_file() else None
+    if state is not None:
+        model = WorldModel(world_config_from_dict(read_config(out, kind=KIND)["config"]))
     data = WindowData(
         store,
         train_eps,
@@ -135,54 +123,10 @@ def train_world(
             f"the data has action ids up to {data.num_actions_seen - 1} but the model knows "
             f"{model.config.num_actions} actions"
         )
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    if state is not None and "raw_weights" in state:  # the checkpoint holds the average; resume the raw weights
-        model.load_state_dict(state["raw_weights"])
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, tc.warmup_steps)))
-    step = 0
-    rng = np.random.default_rng(tc.seed)
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        rng = np.random.default_rng([tc.seed, step])
-        torch.manual_seed(tc.seed + step)
-    logger = ScalarLogger(logdir if logdir is not None else out.parent / f"{out.name}.tb")
-    meta = {"data": str(data_dir), "train_episodes": train_eps, "train": asdict(tc)}
-
-    def save() -> None:
-        trainer_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                         "raw_weights": model.state_dict()}
-        ema.save(out, meta={**meta, "step": step, "ema_decay": tc.ema_decay}, trainer_state=trainer_state)
-
-    t0, frames0 = time.perf_counter(), step
-    with progress_bar("train world", tc.steps, disable=not show_progress) as advance:
-        advance(step)
-        while step < tc.steps:
-            batch = to_device(data.sample(tc.batch, rng, tc.terminal_fraction), device)
-            loss, metrics = model(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            sched.step()
-            update_ema(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
-            step += 1
-            if step % tc.log_every == 0 or step == tc.steps:
-                sps = (step - frames0) / max(time.perf_counter() - t0, 1e-9)
-                logger.log(
-                    step, **metrics, grad_norm=float(gnorm), lr=sched.get_last_lr()[0], steps_per_s=sps
-                )
-                advance(0, status=f"loss {metrics['loss/total']:.4f}")
-            if step % tc.save_every == 0:
-                save()
-            advance(1)
-    save()
-    logger.close()
-    model.load_state_dict(ema.state_dict())
-    console.print(
-        f"saved world model to {out} ({step} steps, last loss {logger.last.get('loss/total', 0):.4f})"
-    )
-    return model.eval()
+    fc = FitConfig(steps=tc.steps, lr=tc.lr, weight_decay=tc.weight_decay, warmup_steps=tc.warmup_steps,
+                   grad_clip=tc.grad_clip, ema_decay=tc.ema_decay, log_every=tc.log_every,
+                   save_every=tc.save_every, seed=tc.seed, device=tc.device)
+    meta = {"data": str(data_dir), "train_episodes": train_eps, "train": asdict(tc), "ema_decay": tc.ema_decay}
+    model = fit(model.to(device), lambda rng: data.sample(tc.batch, rng, tc.terminal_fraction), fc, out, meta,
+                resume=state is not None, show_progress=show_progress, logdir=logdir, name="train world")
+    return model  # type: ignore[return-value]

@@ -52,9 +52,9 @@ class WorldModel(Checkpointed, nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """batch: obs uint8 [B,k+1,H,W,C] (or float [B,k+1,C,H,W] in [-1,1]), action long [B,k],
-        reward/terminated [B,k]. Returns the summed loss and per-part metrics."""
+        reward/terminated [B,k]. Returns the summed loss and per-part metrics (0-dim tensors, no host sync)."""
         obs = batch["obs"]
         if obs.dtype == torch.uint8:
             obs = frames_to_float(obs)
@@ -68,7 +68,7 @@ class WorldModel(Checkpointed, nn.Module):
             r_loss, r_metrics = self.reward_model(b)
             loss = loss + self.config.reward_loss_weight * r_loss
             metrics.update(r_metrics)
-        metrics["loss/total"] = float(loss.detach())
+        metrics["loss/total"] = loss.detach()
         return loss, metrics
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The free-form meta of a world checkpoint (data path, steps trained, action source...)."""
