@@ -9,6 +9,7 @@ from metabonk.cli import (  # noqa: F401  (importing registers each area's verbs
     bridge_cmds,
     data_cmds,
     demo_cmds,
+    hive_cmds,
     latent_cmds,
     planner_cmds,
     policy_cmds,

@@ -1,0 +1,221 @@
+"""Federated hive rounds on Ray: train specialists -> merge -> vote on the validation world -> redistribute,
+with the DungeonMaster proposing each next round's training niches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from metabonk.common.checkpoint import config_to_dict
+from metabonk.common.errors import MetabonkError
+from metabonk.hive.dungeon_master import Proposal, llm_proposals, rule_proposals
+from metabonk.hive.evaluate import NicheScore, normalised
+from metabonk.hive.merge import METHODS, MergeOptions, merge
+from metabonk.hive.niches import Niche, default_niche
+from metabonk.hive.specialist import TrainBudget
+from metabonk.hive.transport import state_bytes, state_from_bytes
+from metabonk.policy.agent import Agent
+from metabonk.policy.config import config_for_env
+
+TINY_POLICY: dict[str, Any] = {"channels": (8,), "feature_dim": 32, "hidden": 16, "intent_dim": 4, "head_hidden": 32}
+"""A CPU-sized policy for 16x16 frames (one conv layer); the CfC core is kept."""
+SOUP = "merge:soup"
+
+
+@dataclass
+class HiveConfig:
+    """One hive run."""
+
+    specialists: list[str] = field(default_factory=lambda: ["killer", "scout", "tank", "survivor"])
+    rounds: int = 1
+    methods: list[str] = field(default_factory=lambda: ["task-arith", "ties", "dare", "ram", "soup", "ema"])
+    budget: TrainBudget = field(default_factory=TrainBudget)
+    merge: MergeOptions = field(default_factory=MergeOptions)
+    episodes: int = 32
+    """Validation seeds per niche (the same seeds for every candidate and round)."""
+    val_seed: int = 10_000
+    seed: int = 0
+    trainer: str = "ppo"
+    dm: str = "rule"
+    """DungeonMaster route: rule | llm | off."""
+    dm_validate: str = "real"
+    """How proposals are tried: real (short rollout) | dream (needs issue 17's loop)."""
+    dm_episodes: int = 8
+    llm_url: str | None = None
+    ray_address: str | None = None
+    num_cpus: int = 2
+    policy: dict[str, Any] = field(default_factory=lambda: dict(TINY_POLICY))
+    size: int = 16
+    tau_episodes: int = 4
+
+    def __post_init__(self) -> None:
+        if len(self.specialists) < 2:
+            raise MetabonkError("a hive needs at least two specialists")
+        if len(set(self.specialists)) != len(self.specialists):
+            raise MetabonkError("each specialist may be named once")
+        if self.rounds < 1 or self.episodes < 2:
+            raise MetabonkError("--rounds must be ≥ 1 and --episodes ≥ 2")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or "soup" not in self.methods:
+            raise MetabonkError(f"merge methods must come from {', '.join(METHODS)} and include soup (the reference)")
+        if self.dm not in ("rule", "llm", "off") or self.dm_validate not in ("real", "dream"):
+            raise MetabonkError("--dm is rule | llm | off and --dm-validate real | dream")
+
+
+def init_ray(cfg: HiveConfig) -> bool:
+    """Join `ray_address`, or start a small local Ray; True when this call started it (then shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if cfg.ray_address:
+        ray.init(address=cfg.ray_address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, object_store_memory=200_000_000,
+                 log_to_driver=False)
+    return True
+
+
+def initial_policy(cfg: HiveConfig, niche: Niche) -> tuple[dict[str, Any], bytes]:
+    env = niche.make_env(1, cfg.seed)
+    n_actions = int(env.single_action_space.n)
+    state_dim = int(env.single_observation_space["state"].shape[0])
+    env.close()
+    pcfg = config_for_env(n_actions, niche.kind == "arena", image_size=niche.size, state_dim=state_dim, **cfg.policy)
+    torch.manual_seed(cfg.seed)
+    agent = Agent(pcfg)
+    return config_to_dict(pcfg), state_bytes(agent.state_dict())
+
+
+def vote(table: dict[str, dict[str, NicheScore]], candidates: list[str]) -> dict[str, Any]:
+    """Normalised score of every candidate on every niche (start = 0, the niche's specialist = 100), their
+    mean over niches (the vote) and the promoted merge."""
+    norm: dict[str, dict[str, float]] = {c: {} for c in candidates}
+    for niche, row in table.items():
+        lo, hi = row["start"].mean, row[f"specialist:{niche}"].mean
+        for c in candidates:
+            norm[c][niche] = normalised(row[c].mean, lo, hi)
+    mean = {c: float(np.mean(list(v.values()))) for c, v in norm.items()}
+    merges = [c for c in candidates if c.startswith("merge:")]
+    return {"normalised": norm, "vote": mean, "promoted": max(merges, key=lambda c: mean[c])}
+
+
+def gap_ci(table: dict[str, dict[str, NicheScore]], a: str, b: str, n: int = 1000, seed: int = 0) -> list[float]:
+    """95 % bootstrap interval of vote(a) - vote(b): seeds resampled per niche, paired (shared seeds)."""
+    rng = np.random.default_rng(seed)
+    gaps = np.zeros(n)
+    for niche, row in table.items():
+        k = len(row["start"].returns)
+        idx = rng.integers(0, k, (n, k))
+        lo = row["start"].returns[idx].mean(1)
+        hi = row[f"specialist:{niche}"].returns[idx].mean(1)
+        gap = np.where(np.abs(hi - lo) < 1e-6, 1e-6, hi - lo)
+        gaps += 100.0 * (row[a].returns[idx].mean(1) - row[b].returns[idx].mean(1)) / gap
+    gaps /= len(table)
+    return [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))]
+
+
+def targets(table: dict[str, dict[str, NicheScore]], voted: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets for the promoted merge: own-niche retention ≥ 90 % and ≥ 10 points over the soup."""
+    p = voted["promoted"]
+    retention = {n: row[p].mean / row[f"specialist:{n}"].mean if row[f"specialist:{n}"].mean > 0 else float("nan")
+                 for n, row in table.items()}
+    gap = voted["vote"][p] - voted["vote"][SOUP]
+    return {
+        "promoted": p,
+        "own_niche_retention": retention,
+        "own_niche_normalised": {n: voted["normalised"][p][n] for n in table},
+        "retention_met": bool(all(r >= 0.9 for r in retention.values())),
+        "gap_over_soup_points": gap,
+        "gap_over_soup_ci95": gap_ci(table, p, SOUP),
+        "gap_met": bool(gap >= 10.0),
+    }
+
+
+def run_hive(cfg: HiveConfig) -> dict[str, Any]:
+    """Run `cfg.rounds` federated rounds on Ray; returns the whole record (see metabonk.hive.report)."""
+    import ray
+
+    val = {s: default_niche(s, cfg.size) for s in cfg.specialists}
+    train = dict(val)
+    pconf, start = initial_policy(cfg, next(iter(val.values())))
+    started = init_ray(cfg)
+    t0 = time.time()
+    try:
+        from metabonk.hive.actors import spawn
+
+        share = max(0.01, min(1.0, float(ray.cluster_resources().get("CPU", 1)) / len(cfg.specialists)))
+        actors = {s: spawn(s, train[s], val[s], cfg.trainer, share) for s in cfg.specialists}
+        rounds = []
+        for r in range(cfg.rounds):
+            start_ref = ray.put(start)
+            jobs = {s: a.train.remote(pconf, start_ref, asdict(cfg.budget), cfg.seed + 1000 * r + i)
+                    for i, (s, a) in enumerate(actors.items())}
+            trained = dict(zip(jobs, ray.get(list(jobs.values())), strict=True))
+            base_sd = state_from_bytes(start)
+            specialist_sds = [state_from_bytes(trained[s][0]) for s in cfg.specialists]
+            candidates = {"start": start, **{f"specialist:{s}": trained[s][0] for s in cfg.specialists}}
+            for m in cfg.methods:
+                candidates[f"merge:{m}"] = state_bytes(merge(m, base_sd, specialist_sds, cfg.merge))
+            cand_ref = ray.put(candidates)
+            evals = ray.get([actors[s].evaluate.remote(pconf, cand_ref, cfg.episodes, cfg.val_seed)
+                             for s in cfg.specialists])
+            table = {s: {c: NicheScore(np.asarray(e[c]["returns"]), e[c]["causes"]) for c in candidates}
+                     for s, e in zip(cfg.specialists, evals, strict=True)}
+            voted = vote(table, list(candidates))
+            promoted = voted["promoted"]
+            tau = dict(zip(cfg.specialists, ray.get([
+                actors[s].time_constants.remote(pconf, candidates[f"specialist:{s}"], cfg.tau_episodes, cfg.val_seed)
+                for s in cfg.specialists]), strict=True))
+            proposals = propose_and_validate(cfg, actors, table, promoted, train, r)
+            rounds.append({
+                "round": r,
+                "train_niches": {s: train[s].to_dict() for s in cfg.specialists},
+                "train_metrics": {s: trained[s][1] for s in cfg.specialists},
+                "scores": {n: {c: sc.summary() for c, sc in row.items()} for n, row in table.items()},
+                **voted,
+                "targets": targets(table, voted),
+                "time_constants": tau,
+                "proposals": [asdict(p) for p in proposals],
+            })
+            for p in proposals:
+                if p.verdict.get("verdict") == "accepted":
+                    train[p.niche] = train[p.niche].perturbed(train[p.niche].name, p.changes)
+                    ray.get(actors[p.niche].set_train_niche.remote(train[p.niche].to_dict()))
+            start = candidates[promoted]  # redistributed: next round's specialists all start from the winner
+        return {"config": asdict(cfg), "policy_config": pconf,
+                "validation_niches": {k: v.to_dict() for k, v in val.items()},
+                "rounds": rounds, "wall_s": time.time() - t0, "promoted_state": start}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def propose_and_validate(cfg: HiveConfig, actors: dict[str, Any], table: dict[str, dict[str, NicheScore]],
+                         promoted: str, train: dict[str, Niche], r: int) -> list[Proposal]:
+    """DungeonMaster proposals from the promoted merge's scores, each tried in its specialist's actor."""
+    import ray
+
+    if cfg.dm == "off" or not any(n.kind == "arena" for n in train.values()):
+        return []
+    scores = {n: row[promoted].summary() for n, row in table.items()}
+    if cfg.dm == "llm":
+        from metabonk.planner.llm_client import make_client
+
+        proposals, _fallbacks = llm_proposals(make_client(cfg.llm_url), scores, train)
+    else:
+        proposals = rule_proposals(scores, train)
+    if cfg.dm_validate == "dream":
+        from metabonk.hive.dungeon_master import dream_verdict
+
+        dream_verdict(train[proposals[0].niche], cfg.dm_episodes, cfg.val_seed) if proposals else None
+    refs = [actors[p.niche].validate.remote(train[p.niche].perturbed(p.niche, p.changes).to_dict(),
+                                            cfg.dm_episodes, cfg.val_seed + 500 + r) for p in proposals]
+    for p, v in zip(proposals, ray.get(refs), strict=True):
+        p.verdict = v
+    return proposals

@@ -1,0 +1,108 @@
+"""A hive run's report: report.md (tables with 95 % CIs, the chosen merge, the DungeonMaster's proposals
+and verdicts, time constants), hive.json (the whole record, with machine and command) and hive.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from metabonk.common.results import machine_info, write_json_atomic
+from metabonk.hive.tau import tau_divergence
+
+
+def _fmt(s: dict[str, Any]) -> str:
+    lo, hi = s["ci95"]
+    return f"{s['mean']:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    rounds = doc["rounds"]
+    lines = [f"# Hive run: {', '.join(doc['config']['specialists'])}", "",
+             f"`{doc['machine']['command']}` — commit {doc['machine']['git_commit']}, "
+             f"{len(rounds)} round(s), {doc['config']['episodes']} validation seeds per niche, "
+             f"{doc['wall_s']:.0f} s.", ""]
+    for r in rounds:
+        niches = list(r["scores"])
+        cands = list(r["vote"])
+        lines += [f"## Round {r['round']}", "",
+                  "Return on each validation niche, mean [95 % CI] (normalised: start policy 0, "
+                  "the niche's specialist 100).", "",
+                  "| candidate | " + " | ".join(niches) + " | vote (mean normalised) |",
+                  "|---|" + "---|" * (len(niches) + 1)]
+        for c in cands:
+            mark = " **(promoted)**" if c == r["promoted"] else ""
+            cells = [f"{_fmt(r['scores'][n][c])} ({r['normalised'][c][n]:.0f})" for n in niches]
+            lines.append(f"| {c}{mark} | " + " | ".join(cells) + f" | {r['vote'][c]:.1f} |")
+        t = r["targets"]
+        ret = ", ".join(f"{n} {v:.2f}" for n, v in t["own_niche_retention"].items())
+        lo, hi = t["gap_over_soup_ci95"]
+        lines += ["", f"Promoted: **{t['promoted']}**. Own-niche retention (promoted / specialist): {ret} — "
+                  f"target ≥ 0.90 {'met' if t['retention_met'] else 'NOT met'}. Over the uniform soup: "
+                  f"{t['gap_over_soup_points']:+.1f} points [{lo:+.1f}, {hi:+.1f}] — target ≥ +10 "
+                  f"{'met' if t['gap_met'] else 'NOT met'}.", ""]
+        causes = {n: r["scores"][n][r["promoted"]]["causes"] for n in niches}
+        lines += ["Death causes of the promoted merge: " + "; ".join(f"{n}: {c}" for n, c in causes.items()), ""]
+        if r["proposals"]:
+            lines += ["| DungeonMaster proposal | route | changes | reason | verdict (expert / random survival) |",
+                      "|---|---|---|---|---|"]
+            for p in r["proposals"]:
+                v = p["verdict"]
+                surv = f"{v.get('expert_survival', 0):.2f} / {v.get('random_survival', 0):.2f}"
+                lines.append(f"| {p['niche']} | {p['route']} | `{p['changes']}` | {p['reason']} | "
+                             f"{v.get('verdict')} ({surv}) |")
+            lines.append("")
+        tau = {k: v for k, v in r["time_constants"].items() if v}
+        if tau:
+            names = list(tau)
+            lines += ["CfC time constants (median over units of 1/|t_a|, ticks) of each specialist on its niche: "
+                      + ", ".join(f"{n} {tau[n]['median_ticks']:.2f}" for n in names) + "."]
+            if len(names) > 1:
+                pairs = [f"{a}/{b} {tau_divergence(tau[a]['tau_ticks'], tau[b]['tau_ticks']):.3f}"
+                         for i, a in enumerate(names) for b in names[i + 1:]]
+                lines += ["Mean |Δ log10 τ| between specialists: " + ", ".join(pairs) + "."]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = doc["rounds"][-1]
+    niches, cands = list(r["scores"]), list(r["vote"])
+    fig, axes = plt.subplots(1, len(niches), figsize=(4 * len(niches), 3.6), squeeze=False)
+    for ax, n in zip(axes[0], niches, strict=True):
+        means = [r["scores"][n][c]["mean"] for c in cands]
+        err = [[m - r["scores"][n][c]["ci95"][0] for c, m in zip(cands, means, strict=True)],
+               [r["scores"][n][c]["ci95"][1] - m for c, m in zip(cands, means, strict=True)]]
+        colors = ["tab:orange" if c == r["promoted"] else "tab:blue" for c in cands]
+        ax.bar(range(len(cands)), means, yerr=err, color=colors, capsize=3)
+        ax.set_xticks(range(len(cands)), [c.split(":")[-1] for c in cands], rotation=60, fontsize=8)
+        ax.set_title(f"niche {n}")
+        ax.set_ylabel("return (95 % CI)")
+    fig.suptitle(f"hive round {r['round']}: promoted {r['promoted']}")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(doc: dict[str, Any], out: Path, json_path: Path | None = None) -> dict[str, Path]:
+    """Write report.md, hive.json and hive.png under `out` (and the JSON also to `json_path`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"machine": machine_info(), **doc}
+    paths = {"json": write_json_atomic(out / "hive.json", doc)}
+    if json_path is not None:
+        paths["results"] = write_json_atomic(json_path, doc)
+    md = out / "report.md"
+    tmp = md.with_name(".report.md.tmp")
+    tmp.write_text(markdown(doc))
+    tmp.replace(md)
+    paths["report"] = md
+    paths["plot"] = out / "hive.png"
+    plot(doc, paths["plot"])
+    return paths
