@@ -66,6 +66,8 @@ def eval_cmd(
     """Evaluate a checkpoint and print its metrics (and write them as JSON with --json)."""
     from metabonk.common.checkpoint import read_config
 
+    if json_path is not None and json_path.is_dir():
+        raise MetabonkError(f"--json {json_path} is a directory: give the JSON file's name")
     if len(target) == 1:
         ckpt = Path(target[0])
         kind = str(read_config(ckpt).get("kind"))

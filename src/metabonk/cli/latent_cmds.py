@@ -72,6 +72,7 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train a latent action model on the frames of a store (actions not needed)."""
+    from metabonk.common.checkpoint import check_out_dir
     from metabonk.latent.lam import LAMConfig
     from metabonk.latent.train import train_lam
     from metabonk.latent.vq import VQConfig
@@ -82,6 +83,7 @@ def train_lam_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 3000, batch: Bat
     if decoder_motion and object_shift <= 0:
         raise MetabonkError("--decoder-motion needs --object-shift > 0 (the range of the motion features)")
     trunk = _trunk(trunk)
+    check_out_dir(out, data, logdir)
     train, _ = _split(data)
     cfg = LAMConfig(context=context, width=width, crop=crop, change_weight=change_weight,
                     decoder_blocks=decoder_blocks, object_shift=object_shift, trunk=trunk,
@@ -100,11 +102,13 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train an inverse dynamics model on K labelled transitions of a store."""
+    from metabonk.common.checkpoint import check_out_dir
     from metabonk.latent.evaluate import evaluate_idm, print_figures
     from metabonk.latent.idm import IDMConfig
     from metabonk.latent.train import train_idm
 
     trunk = _trunk(trunk)
+    check_out_dir(out, data, logdir)
     train, held = _split(data)
     idm = train_idm(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads),  # type: ignore[arg-type]
                     labelled=labelled, model_cfg=IDMConfig(crop=crop, trunk=trunk), logdir=logdir)
@@ -117,8 +121,10 @@ def train_adapter_cmd(data: DataOpt, out: OutOpt,
                       labelled: LabelledOpt = 1000, device: DeviceOpt = "auto",
                       seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Fit the latent-code <-> real-action adapter of a LAM from a few labelled transitions."""
+    from metabonk.common.checkpoint import check_out_dir
     from metabonk.latent.train import train_adapter
 
+    check_out_dir(out, data, lam)
     train, _ = _split(data)
     train_adapter(train, lam, out, labelled=labelled, seed=seed, device=device)  # type: ignore[arg-type]
     typer.echo(f"saved adapter to {out}")

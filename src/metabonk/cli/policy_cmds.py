@@ -38,6 +38,9 @@ def train_policy_cmd(
     """Train a System 1 policy by behaviour cloning, PPO in the real env, or actor-critic in the dream."""
     from rich.console import Console
 
+    from metabonk.common.checkpoint import check_out_dir
+
+    check_out_dir(out, data, world, init)
     _one_cpu_thread(device)
     policy: dict[str, Any] = {"core": core}
     if algo == "bc":

@@ -28,9 +28,11 @@ def train_world_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Train the diffusion world model + reward/termination model on an episode store."""
+    from metabonk.common.checkpoint import check_out_dir
     from metabonk.world.config import diamond_atari_config, tiny_config
     from metabonk.world.train import TrainConfig, train_world
 
+    check_out_dir(out, data, lam)
     if size not in ("diamond", "tiny"):
         raise MetabonkError(f"--size must be diamond or tiny, got '{size}'")
     cfg = diamond_atari_config() if size == "diamond" else tiny_config(num_context=4)

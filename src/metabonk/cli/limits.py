@@ -1,0 +1,100 @@
+"""Ranges of every numeric CLI option, by option name: a bad number is refused at the CLI boundary in one line.
+
+A seed, a step count or a port means the same thing in every verb, so its range is stated once here and given
+to typer (its `min`/`max`, checked while the command line is parsed) for each option that declares none of its
+own. `apply_limits(app)` runs when `metabonk.cli` is imported; tests/test_hardening_cli.py fails for a numeric
+option that ends up with no range, so a new verb's options are covered by naming them here or by `min=`/`max=`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import typer
+from typer.models import ArgumentInfo, OptionInfo
+
+BIG = 10**9
+"""Upper bound of counts of steps, episodes, transitions: large enough for any run, small enough to be sane."""
+
+LIMITS: dict[str, tuple[float, float]] = {
+    # identity and reproducibility
+    "seed": (0, 2**32 - 1),
+    "version": (0, 2**31), "a": (0, 2**31), "b": (0, 2**31),  # playbook versions
+    "episode": (0, BIG),
+    # how long
+    "steps": (1, BIG), "max_steps": (1, BIG), "env_steps": (1, BIG), "dream_steps": (1, BIG),
+    "latency_steps": (1, BIG), "chunk_steps": (1, BIG), "collect_steps": (1, BIG), "world_updates": (1, BIG),
+    "ac_updates": (1, BIG), "epochs": (1, 10**6), "rounds": (0, 1000), "decisions": (1, 10**6),
+    "episodes": (1, 10**6), "eval_episodes": (1, 10**6), "seeds": (1, 10**4), "repeats": (1, 1000),
+    "seconds": (0.01, 86_400.0), "stage_s": (1.0, 3600.0), "episode_every_s": (0.01, 86_400.0),
+    "timeout": (0.01, 86_400.0), "idle_timeout": (0.1, 86_400.0),
+    # how much at once
+    "batch": (1, 65_536), "big_batch": (1, 1 << 20), "num_envs": (1, 4096), "workers": (1, 4096),
+    "max_clients": (1, 1024), "threads": (0, 1024), "samples": (1, 64), "window": (1, 4096),
+    "labelled": (0, BIG),
+    # pixels and video
+    "size": (8, 2048), "crop": (0, 2048), "scale": (1, 64), "fps": (0.1, 1000.0),
+    # model shape and optimiser
+    "lr": (1e-12, 10.0), "codes": (2, 4096), "context": (0, 64), "width": (1, 1024), "object_shift": (0, 64),
+    "decoder_blocks": (0, 64), "change_weight": (0.0, 1e6), "independence_weight": (0.0, 1e6),
+    "budget": (1e-9, 1e6), "sticky": (0.0, 1.0), "num_steps": (1, BIG), "num_cpus": (1, 4096),
+    "density": (0.0, 1.0), "drop": (0.0, 1.0),
+    # network
+    "port": (0, 65_535),
+    "serve-llm port": (1, 65_535),
+}
+"""Option name -> (min, max), inclusive; "VERB name" (the verb's words, space separated) overrides a name."""
+
+
+@dataclass
+class NumericParam:
+    """One numeric option or argument of one verb, with the typer info object that carries its range."""
+
+    verb: str
+    name: str
+    kind: type
+    info: OptionInfo | ArgumentInfo
+
+
+def _commands(app: typer.Typer, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, Callable[..., object]]]:
+    for command in app.registered_commands:
+        if command.callback is not None:
+            yield " ".join((*prefix, command.name or command.callback.__name__.replace("_", "-"))), command.callback
+    for group in app.registered_groups:
+        if group.typer_instance is not None and group.name:
+            yield from _commands(group.typer_instance, (*prefix, group.name))
+
+
+def _evaluated_hints(callback: Callable[..., object]) -> dict[str, object]:
+    """The callback's annotations, evaluated once and stored back: with `from __future__ import annotations` each
+    evaluation makes new typer.Option objects, so a range set on one would be lost when typer evaluates again."""
+    hints = typing.get_type_hints(callback, include_extras=True)
+    callback.__annotations__ = hints
+    return hints
+
+
+def numeric_params(app: typer.Typer) -> Iterator[NumericParam]:
+    """Every int or float option/argument (optional ones included) of every verb of `app`."""
+    for verb, callback in _commands(app):
+        hints = _evaluated_hints(callback)
+        for name, param in inspect.signature(callback).parameters.items():
+            annotation, info = hints.get(name), param.default
+            if typing.get_origin(annotation) is typing.Annotated:
+                annotation, *extras = typing.get_args(annotation)
+                info = next((e for e in extras if isinstance(e, (OptionInfo, ArgumentInfo))), info)
+            kinds = [t for t in (annotation, *typing.get_args(annotation)) if t in (int, float)]
+            if kinds and isinstance(info, (OptionInfo, ArgumentInfo)):
+                yield NumericParam(verb, name, kinds[0], info)
+
+
+def apply_limits(app: typer.Typer) -> None:
+    """Give each numeric option without its own min/max the range LIMITS states for its name."""
+    for p in numeric_params(app):
+        bounds = LIMITS.get(f"{p.verb} {p.name}", LIMITS.get(p.name))
+        if bounds is None or p.info.min is not None or p.info.max is not None:
+            continue
+        lo, hi = bounds
+        p.info.min, p.info.max = (int(lo), int(hi)) if p.kind is int else (float(lo), float(hi))
