@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from metabonk.cli import (  # noqa: F401  (importing registers each area's verbs)
+    agent_cmds,
     arena_cmds,
     bridge_cmds,
     data_cmds,

@@ -123,6 +123,21 @@ class EpisodeRecorder:
                                             None if fstate is None else np.asarray(fstate)[i]))
         return [f for f in finished if f is not None]
 
+    def close_chunks(self, obs: dict[str, np.ndarray]) -> list[int]:
+        """Write every unfinished episode now as a chunk marked truncated, closed by `obs` (the observation the
+        next actions will be taken at; the next `add` opens the following chunk with it). The online loop calls
+        this at the end of each collection phase so that every step collected so far is on disk."""
+        pixels = np.asarray(obs["pixels"])
+        state = obs.get("state") if self.keep_state else None
+        written = []
+        for i in range(self.num_envs):
+            if len(self._buf[i]):
+                self._buf[i].truncated[-1] = True
+                idx = self._flush(i, pixels[i].copy(), None if state is None else np.asarray(state)[i])
+                if idx is not None:
+                    written.append(idx)
+        return written
+
     def _flush(self, i: int, last_frame: np.ndarray, last_state: np.ndarray | None) -> int | None:
         b = self._buf[i]
         if self.done:

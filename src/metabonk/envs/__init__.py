@@ -15,7 +15,7 @@ from metabonk.common.errors import MetabonkError
 if TYPE_CHECKING:  # gymnasium is imported by the env modules themselves: the Arena game and spec need only torch
     from gymnasium.vector import VectorEnv
 
-ENV_SPECS: tuple[str, ...] = ("arena", "ale:<Game> (e.g. ale:Pong)", "crafter", "bridge://HOST:PORT")
+ENV_SPECS: tuple[str, ...] = ("arena", "ale:<Game> (e.g. ale:Pong)", "crafter", "scroll", "bridge://HOST:PORT")
 MAX_SIZE = 256
 
 
@@ -45,6 +45,10 @@ def make_env(
         from metabonk.envs.ale import make_ale_env
 
         return make_ale_env(spec[4:], num_envs=num_envs, size=size, seed=seed, **kw)
+    if spec == "scroll":
+        from metabonk.envs.scroll import make_scroll_env
+
+        return make_scroll_env(num_envs=num_envs, size=size, seed=seed, **kw)
     if spec == "crafter":
         from metabonk.envs.crafter_env import make_crafter_env
 

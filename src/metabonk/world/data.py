@@ -42,23 +42,35 @@ class WindowData:
         if action_source not in ACTION_KEYS:
             raise MetabonkError(f"--actions must be one of {sorted(ACTION_KEYS)}, got '{action_source}'")
         self.k = num_context
-        key = ACTION_KEYS[action_source]
+        self.key = ACTION_KEYS[action_source]
         self.obs: list[torch.Tensor] = []
         self.action: list[torch.Tensor] = []
         self.reward: list[torch.Tensor] = []
         self.terminated: list[torch.Tensor] = []
-        index, terminal, nbytes = [], [], 0
+        self._index: list[tuple[int, int]] = []
+        self._terminal: list[tuple[int, int]] = []
+        self.nbytes = 0
+        self.num_actions_seen = 0
+        self.episodes: list[int] = []
+        """Store indices of the episodes held."""
+        self.extend(store, episodes, labels)
+        if not self._index:
+            raise MetabonkError(f"no episode with key '{self.key}' and at least {self.k} steps in {store.path}")
+
+    def extend(self, store: Any, episodes: list[int], labels: dict[int, np.ndarray] | None = None) -> int:
+        """Load more episodes of `store` (the online loop's new replay); returns how many were usable."""
+        added = 0
         for e in episodes:
             keys = set(store.episode_keys(e))
-            if labels is None and key not in keys:
+            if labels is None and self.key not in keys:
                 continue
             ep = store.episode(e, keys=["obs", "reward", "terminated"])
-            acts = labels[e] if labels is not None else store.episode(e, keys=[key])[key]
+            acts = labels[e] if labels is not None else store.episode(e, keys=[self.key])[self.key]
             T = len(acts)
             if T < self.k:
                 continue
-            nbytes += ep["obs"].nbytes
-            if nbytes > MAX_BYTES:
+            self.nbytes += ep["obs"].nbytes
+            if self.nbytes > MAX_BYTES:
                 raise MetabonkError(
                     f"the training episodes exceed {MAX_BYTES >> 30} GiB of frames; "
                     "use fewer episodes or a smaller frame size"
@@ -70,14 +82,16 @@ class WindowData:
             term = np.asarray(ep["terminated"], dtype=bool)
             self.terminated.append(torch.from_numpy(term))
             for s in range(T - self.k + 1):
-                index.append((i, s))
+                self._index.append((i, s))
                 if term[s + self.k - 1]:
-                    terminal.append((i, s))
-        if not index:
-            raise MetabonkError(f"no episode with key '{key}' and at least {self.k} steps in {store.path}")
-        self.index = np.array(index, dtype=np.int64)
-        self.terminal = np.array(terminal, dtype=np.int64).reshape(-1, 2)
-        self.num_actions_seen = max(int(a.max()) for a in self.action if len(a)) + 1
+                    self._terminal.append((i, s))
+            if T:
+                self.num_actions_seen = max(self.num_actions_seen, int(self.action[-1].max()) + 1)
+            self.episodes.append(e)
+            added += 1
+        self.index = np.array(self._index, dtype=np.int64).reshape(-1, 2)
+        self.terminal = np.array(self._terminal, dtype=np.int64).reshape(-1, 2)
+        return added
 
     def __len__(self) -> int:
         return len(self.index)

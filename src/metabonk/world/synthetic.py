@@ -1,7 +1,5 @@
-"""A tiny scrolling game for tests: the camera follows a player over tiles; gems pay, lava ends the episode.
-
-Actions follow Arena's move encoding (0 = stand, 1..8 = E, NE, N, NW, W, SW, S, SE), one pixel per step.
-"""
+"""Random-play episode stores of the Scroll game (envs/scroll.py) for world-model tests; here gems stay where
+they are (a store of the older, static-gem variant the tests were tuned on)."""
 
 from __future__ import annotations
 
@@ -9,33 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-MOVES = np.array([(0, 0), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1)])
-"""(dx, dy) of each move action, y pointing down (N is up)."""
-GEM, LAVA = 1, 2
-
-
-def make_world(size: int, tile: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A torus world: RGB uint8 [W,W,3] and a cell-kind map [W,W] (0 ground, 1 gem, 2 lava)."""
-    n = size // tile
-    palette = np.array([[40, 90, 40], [70, 130, 60], [90, 90, 110], [30, 60, 90], [120, 110, 70]], np.uint8)
-    kinds = rng.choice(3, size=(n, n), p=[0.9, 0.06, 0.04])
-    colors = palette[rng.integers(0, len(palette), (n, n))]
-    colors[kinds == GEM] = (240, 220, 40)
-    colors[kinds == LAVA] = (220, 40, 30)
-    world = np.kron(colors, np.ones((tile, tile, 1), np.uint8)).astype(np.uint8)
-    kind_px = np.kron(kinds, np.ones((tile, tile), np.int64))
-    return world, kind_px
-
-
-def render(world: np.ndarray, pos: np.ndarray, size: int) -> np.ndarray:
-    """The view of `size` px centred on the player at `pos` (x, y), with the player as a white 2x2 block."""
-    W = world.shape[0]
-    ys = (pos[1] - size // 2 + np.arange(size)) % W
-    xs = (pos[0] - size // 2 + np.arange(size)) % W
-    frame = world[ys][:, xs].copy()
-    c = size // 2
-    frame[c - 1 : c + 1, c - 1 : c + 1] = 255
-    return frame
+from metabonk.envs.scroll import GEM, LAVA, MOVES, make_world, render
 
 
 def play_episode(
