@@ -22,7 +22,9 @@ from metabonk.serve.process import free_port
 from metabonk.serve.security import create_token
 from metabonk.serve.worker_client import episode_bytes
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit()
+             else 0, default=Path("/usr/lib/postgresql/15/bin"))
+"""Debian's PostgreSQL server programs (initdb, pg_ctl), newest major version installed."""
 
 
 @contextmanager
@@ -70,13 +72,13 @@ class PgCluster:
 
 @contextmanager
 def postgres() -> Iterator[PgCluster]:
-    """A throwaway PostgreSQL 15 cluster on a free loopback port (`.new_database()` gives a fresh URL).
+    """A throwaway PostgreSQL cluster on a free loopback port (`.new_database()` gives a fresh URL).
 
-    As root, the cluster runs as the `postgres` system user (initdb refuses root). Raises (the test fails,
-    it does not skip) when the server cannot be started.
+    Raises (the test fails, it does not skip) when the server cannot be started.
     """
     if not (PG_BIN / "initdb").is_file():
         raise RuntimeError(f"PostgreSQL is not installed ({PG_BIN}/initdb missing): apt-get install postgresql")
+    # initdb refuses to run as root, so as root the cluster belongs to the package's `postgres` user
     root = Path(tempfile.mkdtemp(prefix="metabonk-pg-"))
     user: str | None = None
     if os.geteuid() == 0:

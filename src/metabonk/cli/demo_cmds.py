@@ -23,6 +23,8 @@ def demo_cmd(
     force: Annotated[bool, typer.Option("--force", help="Start the whole run again.")] = False,
     root: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
     seed: Annotated[int, typer.Option(help="Seed of the whole run.")] = 0,
+    orchestrator: Annotated[str | None, typer.Option(help="Report stages, live curves and the report to this "
+                                                     "orchestrator URL (token from $METABONK_TOKEN).")] = None,
 ) -> None:
     """From video to a playing agent: record, latent actions + IDM, world model, policy (BC + dream), eval,
     report. Finished stages are skipped on a re-run (resume)."""
@@ -30,6 +32,19 @@ def demo_cmd(
 
     from metabonk.demo.pipeline import run_demo
 
-    report = run_demo(preset=preset, device=device, env=env, name=name, stage=stage, force=force, root=root,
-                      seed=seed)
+    hook = None
+    if orchestrator is not None:
+        from metabonk.demo.pipeline import stage_names
+        from metabonk.demo.presets import get_preset
+        from metabonk.serve.hooks import DemoReporter
+
+        hook = DemoReporter(orchestrator, name or f"demo {preset} {env}", stage_names(get_preset(preset)),
+                            {"preset": preset, "env": env, "seed": seed, "device": device})
+    report = None
+    try:
+        report = run_demo(preset=preset, device=device, env=env, name=name, stage=stage, force=force, root=root,
+                          seed=seed, on_stage=hook)
+    finally:
+        if hook is not None:
+            hook.finish(report.parent if report is not None else None, ok=report is not None)
     Console(soft_wrap=True).print(f"report: {report}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,11 @@ from rich.progress import (
 
 console = Console(stderr=True)
 
+SCALAR_SINKS: list[Callable[[str, int, float], None]] = []
+"""Called with (name, step, value) for every scalar any ScalarLogger logs (a RunReporter subscribes here)."""
+PROGRESS_SINKS: list[Callable[[str, int, int], None]] = []
+"""Called with (description, completed, total) whenever a progress bar advances."""
+
 
 class ScalarLogger:
     """Writes scalars to TensorBoard under `logdir` (created lazily) and keeps the last value of each."""
@@ -34,6 +39,8 @@ class ScalarLogger:
             v = float(value)
             self.last[name] = v
             self.history.setdefault(name, []).append((step, v))
+            for sink in SCALAR_SINKS:
+                sink(name, step, v)
             if self.logdir is not None:
                 if self._writer is None:
                     from torch.utils.tensorboard import SummaryWriter
@@ -68,5 +75,7 @@ def progress_bar(description: str, total: int, disable: bool = False) -> Iterato
 
         def advance(n: int = 1, status: str = "") -> None:
             progress.update(task, advance=n, status=status)
+            for sink in PROGRESS_SINKS:
+                sink(description, int(progress.tasks[0].completed), total)
 
         yield advance

@@ -74,8 +74,13 @@ def _report(ctx: DemoContext) -> dict[str, Any]:
 
 def run_demo(preset: str | DemoPreset = "default", device: str = "auto", env: str = "arena",
              name: str | None = None, stage: str | None = None, force: bool = False,
-             root: str | Path = "runs", seed: int = 0) -> Path:
-    """Run (or resume) the demo pipeline; returns the path of runs/<name>/report.md."""
+             root: str | Path = "runs", seed: int = 0,
+             on_stage: Callable[[str, str, dict[str, Any]], None] | None = None) -> Path:
+    """Run (or resume) the demo pipeline; returns the path of runs/<name>/report.md.
+
+    `on_stage(stage, status, doc)` hears each stage start ("running"), finish ("done" with its done.json,
+    also for stages skipped as already done) and failure ("failed"): the orchestrator's DemoReporter."""
+    report = on_stage or (lambda _s, _status, _doc: None)
     import torch
 
     from metabonk.common.device import resolve_device
@@ -107,6 +112,7 @@ def run_demo(preset: str | DemoPreset = "default", device: str = "auto", env: st
     for s in todo:
         if stage is None and read_done(run, s) is not None:
             console.print(f"[dim]demo: stage {s} already done, skipping[/]")
+            report(s, "done", read_done(run, s) or {})
             continue
         for before in names[: names.index(s)]:
             if read_done(run, before) is None:
@@ -117,8 +123,14 @@ def run_demo(preset: str | DemoPreset = "default", device: str = "auto", env: st
         (run / s).mkdir(parents=True, exist_ok=True)
         console.print(f"[bold]demo: stage {s}[/]")
         t0 = time.time()
-        summary = _run_stage(ctx, s)
+        report(s, "running", {})
+        try:
+            summary = _run_stage(ctx, s)
+        except BaseException as e:
+            report(s, "failed", {"error": f"{type(e).__name__}: {e}"})
+            raise
         doc = {"stage": s, "summary": summary, "seconds": time.time() - t0,
                "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         write_json_atomic(run / s / DONE, doc)
+        report(s, "done", doc)
     return run / "report.md"
