@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 
 from metabonk.cli import app
 from metabonk.common.intents import INTENTS
-from metabonk.controller import TwoSystemController, run_two_systems
-from metabonk.planner.controller import AsyncPlanner
+from metabonk.planner.async_planner import AsyncPlanner
 from metabonk.planner.experiment import ARENA_OVERRIDES
 from metabonk.planner.planner import Planner, PlannerConfig
 from metabonk.policy.agent import Agent
 from metabonk.policy.config import PolicyConfig
+from metabonk.two_systems import TwoSystemController, run_two_systems
 from tests.test_policy_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from metabonk.common.errors import MetabonkError
 from metabonk.common.intents import INTENTS
-from metabonk.planner.controller import AsyncPlanner
+from metabonk.planner.async_planner import AsyncPlanner
 from metabonk.planner.llm_client import OpenAIClient
 from metabonk.planner.planner import Planner, PlannerConfig
 from metabonk.planner.schema import card_schema, intent_schema, parse_answer

@@ -154,10 +154,10 @@ def play_agent_cmd(
 
     from metabonk.common.device import resolve_device
     from metabonk.common.results import write_result
-    from metabonk.controller import run_two_systems
-    from metabonk.planner.controller import AsyncPlanner
+    from metabonk.planner.async_planner import AsyncPlanner
     from metabonk.planner.planner import Planner
     from metabonk.policy.agent import Agent
+    from metabonk.two_systems import run_two_systems
 
     if planner not in ("none", "rule", "llm"):
         raise MetabonkError(f"unknown --planner '{planner}' (choose none, rule or llm)")

@@ -5,9 +5,3 @@ class MetabonkError(Exception):
     """A problem the user can fix (bad path, bad option, corrupt file). The CLI prints it without a traceback."""
 
     exit_code: int = 2
-
-
-class NotImplementedFeature(MetabonkError):
-    """A requested feature or option combination this build does not implement."""
-
-    exit_code = 3

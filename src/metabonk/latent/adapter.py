@@ -82,10 +82,6 @@ class ActionAdapter(Checkpointed, nn.Module):
         """The latent code that stands for each real action."""
         return self.action_code[actions.long()]
 
-    def action_to_latent(self, actions: torch.Tensor) -> torch.Tensor:
-        """The mean continuous latent of each real action (AdaWorld's initialisation for a new action)."""
-        return self.action_latent[actions.long()]
-
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """NLL of the true action under P(action | code), and accuracy; batch has 'code' and 'action'."""
         probs = self.code_to_action_probs(batch["code"])

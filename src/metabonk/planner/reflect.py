@@ -10,7 +10,7 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
-from metabonk.planner.llm_client import ChatClient, LLMError
+from metabonk.planner.chat import ChatClient, LLMError
 from metabonk.planner.playbook import Entry, PlaybookStore
 from metabonk.planner.rules import card_tag
 from metabonk.planner.schema import REFLECTION_SCHEMA, InvalidAnswer, parse_answer

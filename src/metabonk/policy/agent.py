@@ -6,39 +6,22 @@ menu is open, the card head picks action 18 + k; on other envs the movement head
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical
 
 from metabonk.common.checkpoint import Checkpointed
 from metabonk.common.intents import DEFAULT_INTENT, intent_id
+from metabonk.envs.torch_obs import Obs
 from metabonk.policy.config import PolicyConfig
 from metabonk.policy.cores import make_core
 from metabonk.policy.encoder import PixelEncoder
 
-Obs = dict[str, torch.Tensor]
 KIND = "policy"
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out))
-
-
-def obs_to_torch(obs: dict[str, Any], info: dict[str, Any] | None, device: torch.device | str) -> Obs:
-    """Env observation dict (numpy or torch) -> torch tensors; Arena's card options come from `info`."""
-    out: Obs = {
-        "pixels": torch.as_tensor(
-            np.asarray(obs["pixels"]) if not torch.is_tensor(obs["pixels"]) else obs["pixels"], device=device
-        )
-    }
-    if "state" in obs:
-        out["state"] = torch.as_tensor(obs["state"], device=device, dtype=torch.float32)
-    if info is not None and "card_options" in info:
-        out["card_options"] = torch.as_tensor(np.asarray(info["card_options"]), device=device).long()
-    return out
 
 
 class Agent(Checkpointed, nn.Module):
@@ -152,9 +135,9 @@ class Agent(Checkpointed, nn.Module):
             return move
         return torch.where(menu_open.bool(), self.cfg.move_actions + card, move)
 
-    def dist(
-        self, logits: torch.Tensor, cards: torch.Tensor | None, menu_open: torch.Tensor | None
-    ) -> tuple[Categorical, Categorical | None]:
+    @staticmethod
+    def dist(logits: torch.Tensor, cards: torch.Tensor | None) -> tuple[Categorical, Categorical | None]:
+        """The movement head's distribution and the card head's (None without one)."""
         return Categorical(logits=logits), (Categorical(logits=cards) if cards is not None else None)
 
     def log_prob_entropy(
@@ -165,7 +148,7 @@ class Agent(Checkpointed, nn.Module):
         env_action: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-prob and entropy of env actions under the head that chose them (the card head in menus)."""
-        move_d, card_d = self.dist(logits, cards, menu_open)
+        move_d, card_d = self.dist(logits, cards)
         a = env_action.long()
         logp = move_d.log_prob(a.clamp(max=self.cfg.move_actions - 1))
         ent = move_d.entropy()

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from metabonk.common.errors import MetabonkError
-from metabonk.policy.agent import Agent, obs_to_torch
+from metabonk.envs.torch_obs import obs_to_torch
+from metabonk.policy.agent import Agent
 
 
 class Controller(Protocol):

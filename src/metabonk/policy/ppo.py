@@ -19,7 +19,8 @@ from metabonk.common.checkpoint import load_trainer_state
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
 from metabonk.common.logging import ScalarLogger, progress_bar
-from metabonk.policy.agent import Agent, obs_to_torch
+from metabonk.envs.torch_obs import obs_to_torch
+from metabonk.policy.agent import Agent
 from metabonk.policy.config import config_for_env
 
 

@@ -1,7 +1,7 @@
-"""The two-speed controller: System 1 (the recurrent policy) acts every tick; System 2 (the async planner)
-sets its intent and chooses level-up cards without ever making System 1 wait.
+"""Playing Arena with both systems: System 1 (the recurrent policy) acts every tick; System 2 (the async
+planner) sets its intent and chooses level-up cards without ever making System 1 wait.
 
-Each tick the controller builds a `GameSummary` from Arena's state (the helper of the card experiment),
+Each tick `TwoSystemController` builds a `GameSummary` from Arena's state (`summaries_from_state`),
 polls `AsyncPlanner.tick` for the current intent and passes it to `Agent.act`. When the level-up menu
 opens it asks System 2 for a card (the policy's own pick as fallback) and, while the game is paused,
 sends no-op moves until the answer lands; after `card_wait_ticks` the policy picks instead.
@@ -18,9 +18,10 @@ import torch
 
 from metabonk.common.intents import INTENTS
 from metabonk.envs.arena.spec import TICKS_PER_SECOND, UPGRADES, StateView
-from metabonk.planner.controller import AsyncPlanner
+from metabonk.envs.torch_obs import obs_to_torch
+from metabonk.planner.async_planner import AsyncPlanner
 from metabonk.planner.summary import GameSummary, summaries_from_state
-from metabonk.policy.agent import Agent, obs_to_torch
+from metabonk.policy.agent import Agent
 
 WAIT_ACTION = 0
 """A movement action (stand); it does nothing while the menu is open, so it waits for System 2."""
