@@ -2,13 +2,12 @@
 
 Reads windows of T steps from an EpisodeStore; the label is the true `action` or the IDM's `action_idm`
 (optionally weighted by `action_idm_conf`). Movement labels (< move_actions) train the movement head;
-card labels (Arena actions 18..20) train the card head. Logs losses/* and accuracy to TensorBoard, saves a
-"policy" checkpoint and resumes from it (weights + optimizer + step in trainer.pt).
+card labels (Arena actions 18..20) train the card head. Runs on the shared `metabonk.train.fit` loop: logs
+losses/* and accuracy to TensorBoard, saves a "policy" checkpoint and resumes from it (trainer.pt).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ import torch.nn.functional as F
 from metabonk.common.checkpoint import load_trainer_state
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
-from metabonk.common.logging import ScalarLogger, progress_bar
 from metabonk.policy.agent import Agent
 from metabonk.policy.config import PolicyConfig, config_for_env
+from metabonk.train.fit import FitConfig, fit
 
 
 @dataclass
@@ -61,29 +60,27 @@ def _label_key(store: Any, label: str) -> str:
     return label
 
 
-def _fresh_agent(store: Any, args: BCArgs) -> Agent:
+def _fresh_agent(store: Any, args: BCArgs) -> BCAgent:
     n = store.num_actions or 18
     is_arena = store.env_spec.startswith("arena")
     cfg = config_for_env(n, is_arena, image_size=store.frame_size, **args.policy)
-    return Agent(cfg)
+    return BCAgent(cfg)
 
 
-def bc_loss(
-    agent: Agent, batch: dict[str, torch.Tensor], label_key: str, use_confidence: bool
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy of the movement head (and card head on card labels) over a window batch."""
+def imitation_loss(agent: Agent, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy of the movement head on movement labels and of the card head on card labels, over a window
+    batch: obs [B,T',...] (T' ≥ T), label long [B,T], optional label_weight [B,T], state, info_card_options.
+    Metrics are 0-dim tensors; card rows are weighted by a mask rather than selected, so nothing syncs."""
     cfg: PolicyConfig = agent.cfg
-    T = batch[label_key].shape[1]
+    y = batch["label"].long()
+    T = y.shape[1]
     obs = {"pixels": batch["obs"][:, :T]}
     if "state" in batch and cfg.state_dim > 0:
         obs["state"] = batch["state"][:, :T]
     if "info_card_options" in batch:
         obs["card_options"] = batch["info_card_options"]
     logits, _, cards, _ = agent.forward_sequence(obs)
-    y = batch[label_key].long()
-    w = torch.ones_like(y, dtype=torch.float32)
-    if use_confidence and label_key == "action_idm" and "action_idm_conf" in batch:
-        w = batch["action_idm_conf"].float()
+    w = batch["label_weight"].float() if "label_weight" in batch else torch.ones_like(y, dtype=torch.float32)
     is_card = y >= cfg.move_actions
     move_w = w * (~is_card).float()
     move_ce = F.cross_entropy(
@@ -93,15 +90,41 @@ def bc_loss(
     acc = ((logits.argmax(-1) == y).float() * (~is_card).float()).sum() / (~is_card).float().sum().clamp(
         min=1
     )
-    metrics = {"losses/move_ce": float(loss.detach()), "charts/move_accuracy": float(acc)}
-    if cards is not None and bool(is_card.any()):
+    metrics = {"losses/move_ce": loss.detach(), "charts/move_accuracy": acc}
+    if cards is not None:
+        card_w = (w * is_card.float()).flatten()
         card_y = (y - cfg.move_actions).clamp(0, cfg.num_cards - 1)
-        card_ce = F.cross_entropy(cards[is_card], card_y[is_card], reduction="none")
-        card_loss = (card_ce * w[is_card]).sum() / w[is_card].sum().clamp(min=1e-6)
+        card_ce = F.cross_entropy(cards.flatten(0, 1), card_y.flatten(), reduction="none")
+        card_loss = (card_ce * card_w).sum() / card_w.sum().clamp(min=1e-6)  # 0 in a batch without card labels
         loss = loss + card_loss
-        metrics["losses/card_ce"] = float(card_loss.detach())
-    metrics["losses/total"] = float(loss.detach())
+        metrics["losses/card_ce"] = card_loss.detach()
+    metrics["losses/total"] = loss.detach()
     return loss, metrics
+
+
+def bc_batch(raw: dict[str, torch.Tensor], label_key: str, use_confidence: bool) -> dict[str, torch.Tensor]:
+    """A store window batch as `imitation_loss` reads it: `label_key` becomes 'label', and the IDM's confidence
+    'label_weight' when `use_confidence`."""
+    batch = {k: v for k, v in raw.items() if k in ("obs", "state", "info_card_options")}
+    batch["label"] = raw[label_key]
+    if use_confidence and label_key == "action_idm" and "action_idm_conf" in raw:
+        batch["label_weight"] = raw["action_idm_conf"]
+    return batch
+
+
+def bc_loss(
+    agent: Agent, batch: dict[str, torch.Tensor], label_key: str, use_confidence: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy of the movement head (and card head on card labels) over a window batch."""
+    return imitation_loss(agent, bc_batch(batch, label_key, use_confidence))
+
+
+class BCAgent(Agent):
+    """The agent whose `forward(batch)` is the imitation loss, so the shared loop trains it; its checkpoints
+    are plain "policy" ones (`Agent.load` reads them)."""
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return imitation_loss(self, batch)
 
 
 def train_bc(args: BCArgs) -> Path:
@@ -110,7 +133,6 @@ def train_bc(args: BCArgs) -> Path:
 
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     store = EpisodeStore.open(args.data)
     label_key = _label_key(store, args.label)
     keys = ["obs", label_key]
@@ -123,54 +145,25 @@ def train_bc(args: BCArgs) -> Path:
         keys.append("info_card_options")
 
     out = Path(args.out)
-    resume = load_trainer_state(out) if (out / "config.json").is_file() and args.init is None else None
-    if resume is not None and resume.get("algo") == "bc":
-        agent = Agent.load(out, device)
+    state = load_trainer_state(out) if (out / "config.json").is_file() and args.init is None else None
+    resume = state is not None and state.get("algo") == "bc"  # not a PPO run's state saved at OUT
+    if resume:
+        agent = BCAgent.load(out, device)
     elif args.init is not None:
-        agent, resume = Agent.load(args.init, device), None
+        agent = BCAgent.load(args.init, device)
     else:
-        agent, resume = _fresh_agent(store, args).to(device), None
+        agent = _fresh_agent(store, args).to(device)
     if agent.cfg.state_dim > 0:
         keys.append("state")
     if agent.cfg.image_size != store.frame_size:
         raise MetabonkError(f"policy expects {agent.cfg.image_size}px frames, store has {store.frame_size}px")
-    opt = torch.optim.AdamW(agent.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    start = 0
-    if resume is not None:
-        opt.load_state_dict(resume["optimizer"])
-        start = int(resume["step"])
-    logger = ScalarLogger(f"{out}.tb")
-    meta = {"algo": "bc", "data": str(args.data), "label": label_key}
 
-    def save(step: int) -> None:
-        agent.save(
-            out,
-            meta={**meta, "step": step},
-            trainer_state={"algo": "bc", "step": step, "optimizer": opt.state_dict()},
-        )
+    def sample(rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        raw = store.sample_windows(args.batch_size, args.seq_len, rng, keys=keys, episodes=eps)
+        return bc_batch({k: torch.as_tensor(v) for k, v in raw.items() if k in keys}, label_key, args.use_confidence)
 
-    agent.train()
-    t0, last = time.time(), start
-    with progress_bar("bc", args.steps, disable=args.quiet) as advance:
-        advance(start)
-        for step in range(start, args.steps):
-            raw = store.sample_windows(args.batch_size, args.seq_len, rng, keys=keys, episodes=eps)
-            batch = {k: torch.as_tensor(v, device=device) for k, v in raw.items() if k in keys}
-            loss, metrics = bc_loss(agent, batch, label_key, args.use_confidence)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
-            opt.step()
-            if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-                sps = (step + 1 - last) * args.batch_size * args.seq_len / max(time.time() - t0, 1e-9)
-                logger.log(step + 1, **metrics, **{"charts/SPS": sps})
-                t0, last = time.time(), step + 1
-                advance(
-                    0, status=f"loss {metrics['losses/total']:.3f} acc {metrics['charts/move_accuracy']:.2f}"
-                )
-            if (step + 1) % args.save_every == 0:
-                save(step + 1)
-            advance(1)
-    save(args.steps)
-    logger.close()
+    cfg = FitConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, grad_clip=1.0,
+                    log_every=args.log_every, save_every=args.save_every, seed=args.seed, device=args.device)
+    fit(agent, sample, cfg, out, {"algo": "bc", "data": str(args.data), "label": label_key}, resume=resume,
+        show_progress=not args.quiet, logdir=f"{out}.tb", name="bc", trainer_extra={"algo": "bc"})
     return out
