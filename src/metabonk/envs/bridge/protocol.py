@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,12 +130,18 @@ def decode_payload(payload: bytes) -> Message:
     return Message(header, bytes(rest))
 
 
-def _recv_exact(sock: socket.socket, n: int, *, mid_message: bool) -> bytes:
-    """Read exactly n bytes; PeerClosed if the stream ends first."""
+def _recv_exact(sock: socket.socket, n: int, *, mid_message: bool, deadline: float | None = None) -> bytes:
+    """Read exactly n bytes; PeerClosed if the stream ends first, TimeoutError once `deadline` (a
+    time.monotonic() value) passes, however the bytes trickle in."""
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
     while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("message not complete before its deadline")
+            sock.settimeout(left)
         k = sock.recv_into(view[got:], n - got)
         if k == 0:
             where = "in the middle of a message" if (mid_message or got) else "between messages"
@@ -143,15 +150,17 @@ def _recv_exact(sock: socket.socket, n: int, *, mid_message: bool) -> bytes:
     return bytes(buf)
 
 
-def read_message(sock: socket.socket, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
-    """Read one message from `sock`. Socket timeouts propagate as TimeoutError; framing problems raise
-    ProtocolError before an oversized payload is read."""
-    (length,) = _U32.unpack(_recv_exact(sock, 4, mid_message=False))
+def read_message(sock: socket.socket, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 deadline: float | None = None) -> Message:
+    """Read one message from `sock`. Socket timeouts propagate as TimeoutError, as does a whole message not
+    received by `deadline` (time.monotonic()); framing problems raise ProtocolError before an oversized payload
+    is read."""
+    (length,) = _U32.unpack(_recv_exact(sock, 4, mid_message=False, deadline=deadline))
     if length > max_bytes:
         raise ProtocolError("oversized", f"message of {length} bytes exceeds the {max_bytes}-byte limit")
     if length < _MIN_PAYLOAD:
         raise ProtocolError("bad_length", f"message length {length} is below the minimum {_MIN_PAYLOAD}")
-    return decode_payload(_recv_exact(sock, length, mid_message=True))
+    return decode_payload(_recv_exact(sock, length, mid_message=True, deadline=deadline))
 
 
 def send_message(sock: socket.socket, header: dict[str, Any], frame: bytes | None = None,

@@ -3,6 +3,10 @@
 It is the reference peer for plugin authors (`metabonk serve-env`). Each connection gets its own env from the
 factory and its own thread. A malformed or out-of-order message is answered with an `error` message and that
 connection is closed; the server keeps accepting others.
+
+No peer can lock others out: a whole message must arrive within `idle_timeout` of the wait for it starting
+(bytes trickled in slowly do not extend it), the hello within `hello_timeout`, and only a connection that has
+sent a valid hello holds one of the `max_clients` slots (at most 4 x max_clients may be waiting for theirs).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,9 +59,13 @@ class _Session:
         self.step_count = 0
         self.layout = server.action_layout
         self.num_actions = 0
+        self.waited = server.idle_timeout
+        self.has_slot = False
 
-    def recv(self) -> Message:
-        msg = read_message(self.conn, self.server.max_message_bytes)
+    def recv(self, timeout: float | None = None) -> Message:
+        wait = self.server.idle_timeout if timeout is None else timeout
+        self.waited = wait
+        msg = read_message(self.conn, self.server.max_message_bytes, deadline=time.monotonic() + wait)
         if msg.type == "hello":
             check_hello(msg.header)  # a peer of another version hears why, not a schema complaint
         validate_header(msg.header, "agent")
@@ -90,8 +99,8 @@ class _Session:
         except PeerClosed as e:
             log.info("bridge: %s went away: %s", self.peer, e)
         except TimeoutError:
-            log.warning("bridge: %s sent nothing for %.0f s; closing", self.peer, self.server.idle_timeout)
-            self.try_send_error("timeout", f"no message for {self.server.idle_timeout:.0f} s")
+            log.warning("bridge: %s sent no complete message in %.1f s; closing", self.peer, self.waited)
+            self.try_send_error("timeout", f"no complete message within {self.waited:g} s")
         except OSError as e:
             log.info("bridge: connection to %s failed: %s", self.peer, e)
         except MetabonkError as e:
@@ -101,6 +110,8 @@ class _Session:
             log.exception("bridge: internal error serving %s", self.peer)
             self.try_send_error("internal", f"{type(e).__name__}: {e}")
         finally:
+            if self.has_slot:
+                self.server.release_slot()
             if self.env is not None:
                 self.env.close()
             self.conn.close()
@@ -112,9 +123,12 @@ class _Session:
             log.debug("bridge: could not send error to %s: %s", self.peer, e)
 
     def handshake(self) -> None:
-        hello = self.recv()
+        hello = self.recv(min(self.server.hello_timeout, self.server.idle_timeout))
         if hello.type != "hello":
             raise ProtocolError("unexpected", f"the first message must be 'hello', got '{hello.type}'")
+        self.has_slot = self.server.claim_slot()
+        if not self.has_slot:
+            raise ProtocolError("busy", f"this game serves at most {self.server.max_clients} agents; try later")
         accepted = hello.header.get("frame_encodings")
         if accepted and self.encoding not in accepted:
             self.encoding = accepted[0]
@@ -200,6 +214,7 @@ class BridgeServer:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         idle_timeout: float = 300.0,
         max_clients: int = 8,
+        hello_timeout: float = 10.0,
     ) -> None:
         if frame_encoding not in FRAME_ENCODINGS:
             raise MetabonkError(f"unknown frame encoding '{frame_encoding}' "
@@ -207,13 +222,29 @@ class BridgeServer:
         self.env_factory, self.host, self.port, self.name = env_factory, host, port, name
         self.frame_encoding, self.action_layout = frame_encoding, action_layout
         self.max_message_bytes, self.idle_timeout = max_message_bytes, idle_timeout
-        self.max_clients = max_clients
+        if idle_timeout <= 0 or hello_timeout <= 0 or max_clients < 1:
+            raise MetabonkError("idle_timeout and hello_timeout must be > 0 and max_clients >= 1")
+        self.max_clients, self.hello_timeout = max_clients, hello_timeout
+        self.max_pending = 4 * max_clients
+        self._slots_used = 0
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._sessions: dict[threading.Thread, socket.socket] = {}
         self.connections_served = 0
+
+    def claim_slot(self) -> bool:
+        """Take one of the max_clients slots for a connection that has said hello; False when all are taken."""
+        with self._lock:
+            if self._slots_used >= self.max_clients:
+                return False
+            self._slots_used += 1
+            return True
+
+    def release_slot(self) -> None:
+        with self._lock:
+            self._slots_used -= 1
 
     @property
     def address(self) -> tuple[str, int]:
@@ -259,17 +290,18 @@ class BridgeServer:
 
     def _admit(self, conn: socket.socket, peer: str) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.settimeout(self.idle_timeout)
+        conn.settimeout(self.hello_timeout)
         with self._lock:
             self._sessions = {t: c for t, c in self._sessions.items() if t.is_alive()}
-            busy = len(self._sessions) >= self.max_clients
+            busy = len(self._sessions) >= self.max_clients + self.max_pending
             if not busy:
                 session = _Session(self, conn, peer)
                 thread = threading.Thread(target=session.run, name=f"bridge-{peer}", daemon=True)
                 self._sessions[thread] = conn
                 self.connections_served += 1
         if busy:
-            log.warning("bridge: refusing %s: already serving %d agents", peer, self.max_clients)
+            log.warning("bridge: refusing %s: %d connections open (%d agents + %d saying hello)", peer,
+                        len(self._sessions), self.max_clients, self.max_pending)
             try:
                 send_message(conn, error_header("busy", f"this game serves at most {self.max_clients} "
                                                         f"agents"))
