@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -54,6 +55,7 @@ def _jpegs(size: int, n: int = 8) -> list[bytes]:
 async def _worker(i: int, url: str, token: str, args: ServeBenchArgs, tally: Tally, end: float) -> None:
     import httpx
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     from metabonk.serve.worker_client import episode_bytes
 
@@ -80,15 +82,19 @@ async def _worker(i: int, url: str, token: str, args: ServeBenchArgs, tally: Tal
 
         async def frames() -> None:
             ws_url = url.replace("http://", "ws://") + f"/ws/workers/{name}/frames"
-            async with connect(ws_url, additional_headers=auth, max_size=None) as ws:
-                nxt = time.perf_counter()
-                k = 0
-                while time.monotonic() < end:
-                    await ws.send(jpegs[k % len(jpegs)])
-                    tally.frames_pushed[name] += 1
-                    k += 1
-                    nxt += 1.0 / args.fps
-                    await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
+            k = 0
+            while time.monotonic() < end:  # a dropped socket is counted and reconnected, as a worker would
+                try:
+                    async with connect(ws_url, additional_headers=auth, max_size=None, ping_interval=None) as ws:
+                        nxt = time.perf_counter()
+                        while time.monotonic() < end:
+                            await ws.send(jpegs[k % len(jpegs)])
+                            tally.frames_pushed[name] += 1
+                            k += 1
+                            nxt += 1.0 / args.fps
+                            await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
+                except (ConnectionClosed, OSError) as e:
+                    tally.errors[f"frames: {type(e).__name__}"] += 1
 
         async def beats() -> None:
             step = 0
@@ -117,14 +123,20 @@ async def _worker(i: int, url: str, token: str, args: ServeBenchArgs, tally: Tal
 
 async def _viewer(name: str, url: str, tally: Tally, end: float) -> None:
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
-    async with connect(url.replace("http://", "ws://") + f"/ws/workers/{name}/view", max_size=None) as ws:
-        while time.monotonic() < end:
-            try:
-                await asyncio.wait_for(ws.recv(), timeout=max(0.05, end - time.monotonic()))
-            except TimeoutError:
-                break
-            tally.frames_viewed[name] += 1
+    while time.monotonic() < end:
+        try:
+            async with connect(url.replace("http://", "ws://") + f"/ws/workers/{name}/view", max_size=None,
+                               ping_interval=None) as ws:
+                while time.monotonic() < end:
+                    try:
+                        await asyncio.wait_for(ws.recv(), timeout=max(0.05, end - time.monotonic()))
+                    except TimeoutError:
+                        return
+                    tally.frames_viewed[name] += 1
+        except (ConnectionClosed, OSError) as e:
+            tally.errors[f"viewer: {type(e).__name__}"] += 1
 
 
 async def _load(url: str, token: str, args: ServeBenchArgs, tally: Tally) -> float:
@@ -178,6 +190,7 @@ def run_load(args: ServeBenchArgs) -> dict[str, Any]:
     """Start a server process, load it for `args.seconds`, stop it, check the store; the figures."""
     from metabonk.serve.process import ServerProcess, make_token
 
+    load_before = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="metabonk-serve-bench-", dir=args.workdir))
     try:
         data = root / "data"
@@ -197,6 +210,9 @@ def run_load(args: ServeBenchArgs) -> dict[str, Any]:
         "frames_pushed_per_s": pushed / wall, "frames_pushed_per_worker_per_s": pushed / wall / max(args.workers, 1),
         "frames_to_viewers_per_s": viewed / wall, "frames_to_one_viewer_per_s": viewed / wall / max(args.workers, 1),
         "errors": dict(tally.errors), "integrity": integrity,
+        # the clients and the server share this machine's cores with whatever else runs: say how busy it was
+        "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
     }
     for kind, xs in sorted(tally.latency_s.items()):
         out[f"{kind}_p50_ms"], out[f"{kind}_p99_ms"], out[f"{kind}_count"] = _pct(xs, 50), _pct(xs, 99), len(xs)
