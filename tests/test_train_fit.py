@@ -207,6 +207,14 @@ def _lam() -> tuple[nn.Module, dict[str, torch.Tensor]]:
                                                             dtype=torch.uint8)}
 
 
+def _idm() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
+
+    model = InverseDynamicsModel(IDMConfig(num_actions=6, width=8, frame_size=16))
+    return model, {"frames": torch.randint(0, 255, (4, model.config.window, 16, 16, 3), dtype=torch.uint8),
+                   "action": torch.randint(0, 6, (4,))}
+
+
 def _bc() -> tuple[nn.Module, dict[str, torch.Tensor]]:
     from metabonk.policy.bc import BCAgent
     from metabonk.policy.config import config_for_env
@@ -217,7 +225,7 @@ def _bc() -> tuple[nn.Module, dict[str, torch.Tensor]]:
     return BCAgent(cfg), batch
 
 
-@pytest.mark.parametrize("make", [_world, _lam, _bc], ids=["world", "lam", "bc"])
+@pytest.mark.parametrize("make", [_world, _lam, _idm, _bc], ids=["world", "lam", "idm", "bc"])
 def test_the_migrated_models_train_without_a_host_sync(monkeypatch: pytest.MonkeyPatch, make: Any) -> None:
     torch.manual_seed(0)
     model, batch = make()

@@ -82,13 +82,15 @@ class ActionAdapter(Checkpointed, nn.Module):
         """The latent code that stands for each real action."""
         return self.action_code[actions.long()]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """NLL of the true action under P(action | code), and accuracy; batch has 'code' and 'action'."""
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """NLL of the true action under P(action | code), and accuracy; batch has 'code' and 'action'. The tables
+        are fitted by counting (`fit_adapter`, their maximum-likelihood solution), not by the gradient loop;
+        this scores them in the same (loss, tensor metrics) shape."""
         probs = self.code_to_action_probs(batch["code"])
         action = batch["action"].long()
         loss = F.nll_loss(probs.clamp_min(1e-8).log(), action)
         acc = (probs.argmax(-1) == action).float().mean()
-        return loss, {"loss": float(loss), "accuracy": float(acc)}
+        return loss, {"loss": loss.detach(), "accuracy": acc}
 @torch.no_grad()
 def infer_all(lam: LatentActionModel, data: TransitionData,
               chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

@@ -88,7 +88,7 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
             raise ValueError(f"IDM expects windows of {self.config.window} frames, got {x.shape[1]}")
         return self.head(self.trunk(x))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Cross-entropy on the action and on the effective movement (batch['movement'] when given)."""
         logits = self.logits(batch["frames"])
         action_logits, move_logits = logits[:, : self.config.num_actions], logits[:, self.config.num_actions:]
@@ -99,8 +99,8 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
         loss = ce + move_ce
         acc = (action_logits.argmax(-1) == action).float().mean()
         move_acc = (move_logits.argmax(-1) == move).float().mean()
-        return loss, {"loss": loss.item(), "ce": ce.item(), "move_ce": move_ce.item(),
-                      "accuracy": acc.item(), "movement_accuracy": move_acc.item()}
+        return loss, {"loss": loss.detach(), "ce": ce.detach(), "move_ce": move_ce.detach(),
+                      "accuracy": acc, "movement_accuracy": move_acc}
 
     @torch.no_grad()
     def predict(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
