@@ -67,7 +67,7 @@ def test_dare_rescale_is_unbiased() -> None:
 def test_ram_keeps_unique_rescaled_and_averages_shared() -> None:
     models = [sd(1.0, 0.0, 2.0, 0.0), sd(0.0, 3.0, 4.0, 0.0)]
     tau = torch.stack([m["w"] for m in models])
-    updated, unique, shared = ram_masks(tau, 0.1)
+    _, unique, shared = ram_masks(tau, 0.1)
     assert unique.tolist() == [True, True, False, False] and shared.tolist() == [False, False, True, False]
     # each specialist: 1 shared, 1 unique entry -> rho 1, clamped to alpha .2 -> lambda = 1 + .1 * .2
     lam = 1.02

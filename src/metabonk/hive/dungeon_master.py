@@ -134,7 +134,10 @@ def llm_proposals(client: Any, scores: dict[str, dict[str, Any]], niches: dict[s
     try:
         doc = parse_answer(client.chat(messages, schema=schema, max_tokens=max_tokens), schema)
     except (LLMError, InvalidAnswer):
-        return rule_proposals(scores, niches), 1
+        fallback = rule_proposals(scores, niches)
+        for p in fallback:
+            p.route = "rule-fallback"
+        return fallback, 1
     return [Proposal(p["niche"], p["changes"], p["reason"], "llm") for p in doc["proposals"]], 0
 
 
