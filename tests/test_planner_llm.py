@@ -207,7 +207,7 @@ def test_serve_llm_dry_run_embedded() -> None:
 
     r = CliRunner().invoke(app, ["serve-llm", "--dry-run", "--port", "8123"])
     assert r.exit_code == 0, r.output
-    assert "llama_cpp.server" in r.output and ".gguf" in r.output and "--host 127.0.0.1" in r.output
+    assert "metabonk.planner.llm_guard" in r.output and ".gguf" in r.output and "--host 127.0.0.1" in r.output
 
 
 @pytest.mark.llm

@@ -43,7 +43,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "budget": (1e-9, 1e6), "sticky": (0.0, 1.0), "num_steps": (1, BIG), "num_cpus": (1, 4096),
     "density": (0.0, 1.0), "drop": (0.0, 1.0),
     # network
-    "port": (0, 65_535),
+    "port": (0, 65_535), "max_body_bytes": (1024, 1 << 30),
     "serve-llm port": (1, 65_535),
 }
 """Option name -> (min, max), inclusive; "VERB name" (the verb's words, space separated) overrides a name."""

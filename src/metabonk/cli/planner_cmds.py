@@ -29,16 +29,37 @@ def serve_llm(
         str | None, typer.Option(help="vllm: draft model for speculative decoding.")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the server command and exit.")] = False,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="METABONK_LLM_API_KEY", show_envvar=True,
+        help="Require 'Authorization: Bearer KEY' (needed to listen beyond loopback; prefer the env var).")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="llama: a web origin allowed to call the server from a browser (repeat; default: none).")] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="llama: largest request body accepted.")] = 1 << 20,
 ) -> None:
-    """Serve an OpenAI-compatible chat endpoint for System 2 (use it with --llm-url http://HOST:PORT/v1)."""
+    """Serve an OpenAI-compatible chat endpoint for System 2 (use it with --llm-url http://HOST:PORT/v1).
+    The client sends $METABONK_LLM_API_KEY as its key; docs/security.md says what the server exposes."""
+    import ipaddress
+    import os
     import shlex
 
     from metabonk.planner.serve import check_backend, llama_server_command, run_server, vllm_command
 
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not api_key:
+        raise MetabonkError(f"--host {host} is reachable from other machines: set an API key "
+                            f"(METABONK_LLM_API_KEY=... or --api-key) or keep --host 127.0.0.1")
+    env = dict(os.environ)
+    env.pop("METABONK_LLM_API_KEY", None)
+    if api_key:
+        env["METABONK_LLM_API_KEY" if backend == "llama" else "VLLM_API_KEY"] = api_key
     if backend == "llama":
         if quantization or speculative_model:
             raise MetabonkError("--quantization/--speculative-model apply to --backend vllm only")
-        cmd = llama_server_command(host=host, port=port, model=model, n_threads=threads)
+        cmd = llama_server_command(host=host, port=port, model=model, n_threads=threads,
+                                   cors_origins=cors_origin, max_body_bytes=max_body_bytes)
     elif backend == "vllm":
         cmd = vllm_command(
             model or "", host=host, port=port, quantization=quantization, speculative_model=speculative_model
@@ -49,8 +70,9 @@ def serve_llm(
         typer.echo(shlex.join(cmd))
         return
     check_backend(backend)
-    typer.echo(f"serving on http://{host}:{port}/v1 : {shlex.join(cmd)}", err=True)
-    code = run_server(cmd)
+    typer.echo(f"serving on http://{host}:{port}/v1{' (API key required)' if api_key else ''} : "
+               f"{shlex.join(cmd)}", err=True)
+    code = run_server(cmd, env=env)
     if code not in (0, 130, -2):
         raise MetabonkError(f"{backend} server exited with code {code}")
 

@@ -1,11 +1,16 @@
-"""`metabonk serve-llm`: command lines of llama.cpp's OpenAI-compatible server (embedded GGUF) and vLLM."""
+"""`metabonk serve-llm`: command lines of the embedded GGUF server (llama.cpp behind `llm_guard`) and vLLM,
+and `run_server`, which runs one as a child that never outlives the parent (SIGTERM/SIGHUP are passed on, and
+on Linux the child gets SIGTERM when the parent dies)."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 
 from metabonk.common.errors import MetabonkError
 from metabonk.planner.embedded import find_gguf
@@ -27,13 +32,20 @@ def llama_server_command(
     n_threads: int = 2,
     n_ctx: int = 2048,
     alias: str = "smollm2",
+    cors_origins: list[str] | None = None,
+    max_body_bytes: int | None = None,
 ) -> list[str]:
-    """`python -m llama_cpp.server` serving the bundled SmolLM2 (or `model`, a GGUF path) on loopback."""
+    """`python -m metabonk.planner.llm_guard` serving the bundled SmolLM2 (or `model`, a GGUF path) on loopback:
+    llama.cpp's server without CORS (unless `cors_origins`), with a body size limit and an API key from
+    $METABONK_LLM_API_KEY."""
     gguf = find_gguf(model)
+    extra = [a for origin in cors_origins or [] for a in ("--cors_origin", origin)]
+    if max_body_bytes is not None:
+        extra += ["--max_body_bytes", str(max_body_bytes)]
     return [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "metabonk.planner.llm_guard",
         "--model",
         str(gguf),
         "--model_alias",
@@ -46,6 +58,7 @@ def llama_server_command(
         str(n_threads),
         "--n_ctx",
         str(n_ctx),
+        *extra,
     ]
 
 
@@ -99,9 +112,43 @@ def check_backend(backend: str) -> None:
         raise MetabonkError(f"unknown backend '{backend}' (llama, vllm)")
 
 
-def run_server(cmd: list[str]) -> int:
-    """Run the server in the foreground until it exits or Ctrl-C; returns its exit code."""
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (even by SIGKILL)."""
     try:
-        return subprocess.call(cmd)
-    except FileNotFoundError as e:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the signal forwarding below still covers SIGTERM / SIGHUP / Ctrl-C
+
+
+def run_server(cmd: list[str], env: dict[str, str] | None = None, grace_s: float = 10.0) -> int:
+    """Run the server as a child in the foreground until it exits; SIGTERM/SIGHUP to this process are passed
+    on to it, and it is stopped (terminate, then kill after `grace_s`) whenever this function returns.
+    Returns its exit code."""
+    try:
+        child = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    except (FileNotFoundError, PermissionError) as e:
         raise MetabonkError(f"cannot start {cmd[0]}: {e}") from e
+    forwarded = (signal.SIGTERM, signal.SIGHUP)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, lambda signum, _frame: child.send_signal(signum)) for s in forwarded}
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # the terminal sent SIGINT to the child too; give it time to shut down
+        return child.wait(timeout=grace_s) if _wait(child, grace_s) else -2
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if child.poll() is None:
+            child.terminate()
+            if not _wait(child, grace_s):
+                child.kill()
+                child.wait()
+
+
+def _wait(child: subprocess.Popen[bytes], timeout: float) -> bool:
+    try:
+        child.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
