@@ -73,9 +73,14 @@ def score(agent: Agent, niche: Niche, episodes: int, seed: int) -> NicheScore:
         env.close()
 
 
-def normalised(value: float, start: float, specialist: float) -> float:
-    """100 * (value - start) / (specialist - start); the gap is floored at 1e-6 of scale to stay finite."""
-    gap = specialist - start
-    if abs(gap) < 1e-6 * max(1.0, abs(start)):
-        gap = 1e-6 * max(1.0, abs(start))
-    return 100.0 * (value - start) / gap
+def resolution(start_returns: np.ndarray) -> float:
+    """The smallest gain over the start policy that its own seeds can tell apart: the 95 % half-width
+    (1.96 standard errors) of its mean, floored at 1e-6."""
+    x = np.asarray(start_returns, np.float64)
+    return max(1.96 * float(x.std(ddof=1)) / np.sqrt(len(x)) if len(x) > 1 else 0.0, 1e-6)
+
+
+def normalised(value: float, start: float, specialist: float, floor: float = 1e-6) -> float:
+    """100 * (value - start) / (specialist - start). The gap is floored at `floor` (`resolution` of the
+    start's returns), so a specialist that learned nothing measurable does not blow the scale up."""
+    return 100.0 * (value - start) / max(specialist - start, floor)

@@ -14,7 +14,7 @@ import torch
 from metabonk.common.checkpoint import config_to_dict
 from metabonk.common.errors import MetabonkError
 from metabonk.hive.dungeon_master import Proposal, llm_proposals, rule_proposals
-from metabonk.hive.evaluate import NicheScore, normalised
+from metabonk.hive.evaluate import NicheScore, normalised, resolution
 from metabonk.hive.merge import METHODS, MergeOptions, merge
 from metabonk.hive.niches import Niche, default_niche
 from metabonk.hive.specialist import TrainBudget
@@ -96,13 +96,16 @@ def vote(table: dict[str, dict[str, NicheScore]], candidates: list[str]) -> dict
     """Normalised score of every candidate on every niche (start = 0, the niche's specialist = 100), their
     mean over niches (the vote) and the promoted merge."""
     norm: dict[str, dict[str, float]] = {c: {} for c in candidates}
+    learned = {}
     for niche, row in table.items():
-        lo, hi = row["start"].mean, row[f"specialist:{niche}"].mean
+        lo, hi, floor = row["start"].mean, row[f"specialist:{niche}"].mean, resolution(row["start"].returns)
+        learned[niche] = bool(hi - lo > floor)
         for c in candidates:
-            norm[c][niche] = normalised(row[c].mean, lo, hi)
+            norm[c][niche] = normalised(row[c].mean, lo, hi, floor)
     mean = {c: float(np.mean(list(v.values()))) for c, v in norm.items()}
     merges = [c for c in candidates if c.startswith("merge:")]
-    return {"normalised": norm, "vote": mean, "promoted": max(merges, key=lambda c: mean[c])}
+    return {"normalised": norm, "vote": mean, "promoted": max(merges, key=lambda c: mean[c]),
+            "specialist_learned": learned}
 
 
 def gap_ci(table: dict[str, dict[str, NicheScore]], a: str, b: str, n: int = 1000, seed: int = 0) -> list[float]:
@@ -114,7 +117,7 @@ def gap_ci(table: dict[str, dict[str, NicheScore]], a: str, b: str, n: int = 100
         idx = rng.integers(0, k, (n, k))
         lo = row["start"].returns[idx].mean(1)
         hi = row[f"specialist:{niche}"].returns[idx].mean(1)
-        gap = np.where(np.abs(hi - lo) < 1e-6, 1e-6, hi - lo)
+        gap = np.maximum(hi - lo, resolution(row["start"].returns))
         gaps += 100.0 * (row[a].returns[idx].mean(1) - row[b].returns[idx].mean(1)) / gap
     gaps /= len(table)
     return [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))]

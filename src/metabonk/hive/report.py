@@ -41,6 +41,10 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"target ≥ 0.90 {'met' if t['retention_met'] else 'NOT met'}. Over the uniform soup: "
                   f"{t['gap_over_soup_points']:+.1f} points [{lo:+.1f}, {hi:+.1f}] — target ≥ +10 "
                   f"{'met' if t['gap_met'] else 'NOT met'}.", ""]
+        dud = [n for n, ok in r.get("specialist_learned", {}).items() if not ok]
+        if dud:
+            lines += [f"Specialists that did not beat the start policy measurably on their own niche: {', '.join(dud)} "
+                      "(their niche is normalised by the start's 95 % resolution instead).", ""]
         causes = {n: r["scores"][n][r["promoted"]]["causes"] for n in niches}
         lines += ["Death causes of the promoted merge: " + "; ".join(f"{n}: {c}" for n, c in causes.items()), ""]
         if r["proposals"]:
