@@ -42,6 +42,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "decoder_blocks": (0, 64), "change_weight": (0.0, 1e6), "independence_weight": (0.0, 1e6),
     "budget": (1e-9, 1e6), "sticky": (0.0, 1.0), "num_steps": (1, BIG), "num_cpus": (1, 4096),
     "density": (0.0, 1.0), "drop": (0.0, 1.0),
+    "lookup_tokens": (0, 64),
     # network
     "port": (0, 65_535), "max_body_bytes": (1024, 1 << 30),
     "serve-llm port": (1, 65_535),
@@ -91,10 +92,14 @@ def numeric_params(app: typer.Typer) -> Iterator[NumericParam]:
 
 
 def apply_limits(app: typer.Typer) -> None:
-    """Give each numeric option without its own min/max the range LIMITS states for its name."""
+    """Give each numeric option the range LIMITS states for its name, where the option sets no bound itself
+    (an option's own `min=` or `max=` wins; the other bound still comes from here)."""
     for p in numeric_params(app):
         bounds = LIMITS.get(f"{p.verb} {p.name}", LIMITS.get(p.name))
-        if bounds is None or p.info.min is not None or p.info.max is not None:
+        if bounds is None:
             continue
-        lo, hi = bounds
-        p.info.min, p.info.max = (int(lo), int(hi)) if p.kind is int else (float(lo), float(hi))
+        lo, hi = (int(b) for b in bounds) if p.kind is int else (float(b) for b in bounds)
+        if p.info.min is None:
+            p.info.min = lo
+        if p.info.max is None:
+            p.info.max = hi
