@@ -102,3 +102,43 @@ def test_slots_are_counted_after_hello_and_pending_connections_are_bounded() -> 
         assert _error_code(refused) == "busy"  # beyond max_clients + max_pending open connections
         for s in [*waiting, refused]:
             s.close()
+
+
+def _payload(header: dict) -> bytes:
+    head = json.dumps(header).replace('"INF"', "1e999").encode()
+    return struct.pack(">I", len(head)) + head
+
+
+def test_non_finite_and_oversized_numbers_are_refused() -> None:
+    import pytest
+
+    from metabonk.envs.bridge.protocol import ProtocolError
+
+    for header in ({"type": "obs", "reward": "INF"}, {"type": "reset", "seed": 2**64}):
+        with pytest.raises(ProtocolError) as e:
+            decode_payload(_payload(header))
+        assert e.value.code == "bad_json"
+    assert decode_payload(_payload({"type": "reset", "seed": 2**32})).header["seed"] == 2**32
+
+
+def test_unknown_frame_encodings_in_hello_are_skipped_and_a_broken_png_is_named_plainly() -> None:
+    import pytest
+
+    from metabonk.envs.bridge.frames import decode_frame
+    from metabonk.envs.bridge.protocol import ProtocolError, read_message
+
+    with BridgeServer(make_toy_env, frame_encoding="png") as server:
+        for offered, expect in ((["webp", "raw_rgb"], "raw_rgb"), (["webp"], None)):
+            with socket.create_connection(server.address, timeout=10) as s:
+                head = json.dumps({**HELLO, "frame_encodings": offered}).encode()
+                payload = struct.pack(">I", len(head)) + head
+                s.sendall(struct.pack(">I", len(payload)) + payload)
+                reply = read_message(s)
+                if expect is None:
+                    assert reply.header["type"] == "error" and "none of the agent's frame encodings" in \
+                        reply.header["message"]
+                else:
+                    assert reply.header["frame_format"]["encoding"] == expect
+    with pytest.raises(ProtocolError) as e:
+        decode_frame({"encoding": "png", "width": 4, "height": 4}, b"\x89PNG garbage")
+    assert "BytesIO" not in str(e.value) and "not a png image" in str(e.value)

@@ -51,7 +51,9 @@ def decode_frame(meta: dict[str, Any], data: bytes) -> np.ndarray:
                 raise ProtocolError("frame_error", f"frame declared {w}x{h} but the image is "
                                                    f"{img.size[0]}x{img.size[1]}")
             return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError as e:  # its message shows a BytesIO repr, not what went wrong
+        raise ProtocolError("frame_error", f"{enc} frame does not decode: the bytes are not a {enc} image") from e
+    except (OSError, SyntaxError, ValueError) as e:
         raise ProtocolError("frame_error", f"{enc} frame does not decode: {e}") from e
 
 

@@ -76,8 +76,26 @@ class Message:
         return str(self.header.get("type"))
 
 
+MAX_JSON_INT = 2**63 - 1
+"""Integers in a header must fit a signed 64-bit integer; numbers must be finite (no NaN, Infinity, 1e999)."""
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is too large (numbers must be finite)")
+    return value
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_JSON_INT:
+        raise ValueError(f"integer {text[:40]}... does not fit 64 bits")
+    return value
 
 
 def encode_message(header: dict[str, Any], frame: bytes | None = None,
@@ -113,7 +131,8 @@ def decode_payload(payload: bytes) -> Message:
                                           f"{len(payload)} bytes")
     head_bytes = payload[4:4 + head_len]
     try:
-        header = json.loads(head_bytes.decode("utf-8"), parse_constant=_reject_constant)
+        header = json.loads(head_bytes.decode("utf-8"), parse_constant=_reject_constant,
+                            parse_float=_finite_float, parse_int=_int64)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ProtocolError("bad_json", f"header is not UTF-8 JSON: {e}") from e
     if not isinstance(header, dict):

@@ -111,7 +111,9 @@ SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
             "properties": {
                 **_HELLO_COMMON, "role": {"const": "agent"},
                 "frame_size": {"type": "integer", "minimum": 1, "maximum": MAX_SIDE},
-                "frame_encodings": {"type": "array", "items": {"enum": list(FRAME_ENCODINGS)}, "minItems": 1},
+                # names this version does not know are allowed (a later minor may add some); the game picks
+                # the first it knows
+                "frame_encodings": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             },
         },
         "reset": {"properties": {"seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**63 - 1},

@@ -131,7 +131,11 @@ class _Session:
             raise ProtocolError("busy", f"this game serves at most {self.server.max_clients} agents; try later")
         accepted = hello.header.get("frame_encodings")
         if accepted and self.encoding not in accepted:
-            self.encoding = accepted[0]
+            known = [e for e in accepted if e in FRAME_ENCODINGS]
+            if not known:
+                raise ProtocolError("bad_schema", f"none of the agent's frame encodings {accepted} is known "
+                                                  f"here ({', '.join(FRAME_ENCODINGS)})")
+            self.encoding = known[0]
         try:
             self.env = self.server.env_factory()
         except MetabonkError as e:
