@@ -262,3 +262,23 @@ def test_checkpoint_weights_are_the_average_when_ema_is_on(tmp_path: Path) -> No
     raw = load_trainer_state(tmp_path / "ckpt")["raw_weights"]
     assert not all(torch.equal(raw[k], v) for k, v in on_disk.state_dict().items())
     assert (tmp_path / "ckpt.tb").is_dir()
+
+
+def test_bf16_autocast_runs_the_forward_in_bf16_and_still_learns() -> None:
+    seen: list[torch.dtype] = []
+
+    class Recording(Regressor):
+        def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            seen.append(self.net[0](batch["x"]).dtype)
+            return super().forward(batch)
+
+    torch.manual_seed(0)
+    model = Recording(RegressorConfig())
+    before = held_out_mse(model)
+    seen.clear()
+    fitter = Fitter(model, FitConfig(steps=300, lr=1e-2, warmup_steps=20, autocast="bf16", device="cpu"))
+    for s in range(300):
+        fitter.step(sample(np.random.default_rng(s)))
+    assert set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert held_out_mse(model) < 0.4 * before  # measured 0.18-0.24 of the initial loss over seeds 0-2

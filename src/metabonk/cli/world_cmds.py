@@ -26,6 +26,8 @@ def train_world_cmd(
         bool, typer.Option("--resume/--no-resume", help="Continue from OUT if it exists.")
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast of the forward (GPU speed; weights "
+                                                      "stay fp32).")] = False,
 ) -> None:
     """Train the diffusion world model + reward/termination model on an episode store."""
     from metabonk.common.checkpoint import check_out_dir
@@ -44,6 +46,7 @@ def train_world_cmd(
         action_source=actions,
         lam=str(lam) if lam else None,
         seed=seed,
+        bf16=bf16,
     )
     train_world(data, out, tc, cfg, resume=resume)
 

@@ -53,6 +53,9 @@ class FitConfig:
     """'auto' | 'cpu' | 'cuda[:N]' (`fit` moves the model there)."""
     lr_final: float = 1.0
     """Cosine-decay the LR to this fraction of `lr` over `steps` (1 = constant after warm-up)."""
+    autocast: str | None = None
+    """'bf16' runs each forward under torch.autocast with bfloat16 (weights, optimiser and EMA stay fp32);
+    None = full precision."""
     rng_per_step: bool = False
     """Draw step s's batch from `default_rng((seed, s))` instead of one generator seeded with `seed` (the latent
     trainers' scheme). Either way a resumed run draws what an uninterrupted one would."""
@@ -63,9 +66,8 @@ def lr_factor(step: int, cfg: FitConfig) -> float:
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     if cfg.lr_final == 1.0:
         return warm
-    progress = min(step, cfg.steps) / max(cfg.steps, 1)
     span = (1.0 - cfg.lr_final) / 2
-    return warm * float(cfg.lr_final + span * (1 + np.cos(np.pi * progress)))
+    return warm * float(cfg.lr_final + span * (1 + np.cos(np.pi * min(step, cfg.steps) / max(cfg.steps, 1))))
 
 
 @torch.no_grad()
@@ -98,6 +100,8 @@ class Fitter:
         self.params = list(params) if params is not None else list(model.parameters())
         if not self.params:
             raise MetabonkError(f"{type(model).__name__} has no parameters to train")
+        if cfg.autocast not in (None, "bf16"):
+            raise MetabonkError(f"FitConfig.autocast must be None or 'bf16', got '{cfg.autocast}'")
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
         self._ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
@@ -125,7 +129,8 @@ class Fitter:
 
     def step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One update on `batch`; returns the step's metrics (tensors, with 'loss' and 'grad_norm')."""
-        loss, metrics = self.model(to_device(batch, self.device))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast == "bf16"):
+            loss, metrics = self.model(to_device(batch, self.device))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         out = {"loss": loss.detach(), **metrics}
