@@ -37,6 +37,7 @@ class ServeBenchArgs:
 class Tally:
     latency_s: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
     accepted: dict[str, str] = field(default_factory=dict)  # upload_id -> sha256 of the obs bytes sent
     frames_pushed: Counter[str] = field(default_factory=Counter)
     frames_viewed: Counter[str] = field(default_factory=Counter)
@@ -67,11 +68,15 @@ async def _worker(i: int, url: str, token: str, args: ServeBenchArgs, tally: Tal
 
         async def call(kind: str, method: str, path: str, **kw: Any) -> httpx.Response | None:
             t0 = time.perf_counter()
-            try:
-                r = await http.request(method, path, **kw)
-            except httpx.HTTPError as e:
-                tally.errors[f"{kind}: {type(e).__name__}"] += 1
-                return None
+            for attempt in range(3):  # a transport error is retried, as metabonk.serve.client does (idempotent)
+                try:
+                    r = await http.request(method, path, **kw)
+                    break
+                except httpx.TransportError as e:
+                    if attempt == 2:
+                        tally.errors[f"{kind}: {type(e).__name__}"] += 1
+                        return None
+                    tally.retries[f"{kind}: {type(e).__name__}"] += 1
             tally.took(kind, time.perf_counter() - t0)
             if r.status_code >= 400:
                 tally.errors[f"{kind}: {r.status_code}"] += 1
@@ -209,7 +214,7 @@ def run_load(args: ServeBenchArgs) -> dict[str, Any]:
         "requests": len(every), "request_p50_ms": _pct(every, 50), "request_p99_ms": _pct(every, 99),
         "frames_pushed_per_s": pushed / wall, "frames_pushed_per_worker_per_s": pushed / wall / max(args.workers, 1),
         "frames_to_viewers_per_s": viewed / wall, "frames_to_one_viewer_per_s": viewed / wall / max(args.workers, 1),
-        "errors": dict(tally.errors), "integrity": integrity,
+        "errors": dict(tally.errors), "retries": dict(tally.retries), "integrity": integrity,
         # the clients and the server share this machine's cores with whatever else runs: say how busy it was
         "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
         "cpu_count": os.cpu_count(),

@@ -70,4 +70,5 @@ def run_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, *
     import uvicorn
 
     uvicorn.run(create_app(config), host=host, port=port, log_level=uvicorn_kw.pop("log_level", "warning"),
-                ws_max_size=config.max_frame_bytes + 1024, **uvicorn_kw)
+                ws_max_size=config.max_frame_bytes + 1024, ws_ping_timeout=60.0,
+                timeout_keep_alive=uvicorn_kw.pop("timeout_keep_alive", 30), **uvicorn_kw)

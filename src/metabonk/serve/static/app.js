@@ -18,6 +18,8 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function token() { return $("#token").value.trim(); }
+// EventSource, <img> and WebSocket cannot send headers: from another host, reads carry the token in the URL
+function withToken(url) { return token() ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token())}` : url; }
 
 async function api(path, opts = {}) {
   const headers = Object.assign({}, opts.headers || {});
@@ -99,10 +101,10 @@ function curve(s) {
 async function showArtifacts(key, arts) {
   const out = [];
   for (const a of arts) {
-    if (a.media_type.startsWith("image/")) out.push(el("figure", {}, el("img", { src: a.url + "?t=" + a.created_at,
+    if (a.media_type.startsWith("image/")) out.push(el("figure", {}, el("img", { src: withToken(a.url + "?t=" + a.created_at),
       alt: a.name }), el("figcaption", {}, a.name)));
     else if (a.media_type.startsWith("text/") || a.media_type === "application/json") {
-      const text = a.size > 200000 ? "(too large to show here)" : await (await fetch(a.url)).text();
+      const text = a.size > 200000 ? "(too large to show here)" : await (await fetch(withToken(a.url))).text();
       out.push(el("div", {}, el("h3", {}, a.name), el("pre", { class: "artifact" }, text)));
     } else out.push(el("a", { href: a.url }, a.name));
   }
@@ -137,8 +139,7 @@ function watch(name) {
   state.worker = name;
   for (const b of document.querySelectorAll("#live-workers button")) b.classList.toggle("sel", b.dataset.worker === name);
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const q = token() ? "?token=" + encodeURIComponent(token()) : "";
-  const sock = new WebSocket(`${proto}//${location.host}/ws/workers/${encodeURIComponent(name)}/view${q}`);
+  const sock = new WebSocket(withToken(`${proto}//${location.host}/ws/workers/${encodeURIComponent(name)}/view`));
   sock.binaryType = "blob";
   sock.onmessage = (ev) => {
     const url = URL.createObjectURL(ev.data);
@@ -200,7 +201,7 @@ async function promote(name, version) {
 
 // ------------------------------------------------------------------ live updates
 function connectEvents() {
-  const es = new EventSource("/api/events");
+  const es = new EventSource(withToken("/api/events"));
   es.onopen = () => { $("#conn").textContent = "live"; $("#conn").className = "pill on"; };
   es.onerror = () => { $("#conn").textContent = "reconnecting"; $("#conn").className = "pill off"; };
   es.addEventListener("run", () => { later("runs", loadRuns); later("run", loadRun); });
