@@ -59,7 +59,7 @@ def test_cli_play_arena_records(tmp_path: pytest.TempPathFactory) -> None:
             "--max-steps",
             "30",
             "--fps",
-            "0",
+            "1000",
             "--scale",
             "1",
             "--record",
@@ -75,7 +75,7 @@ def test_cli_human_runs_headless_and_rejects_bad_policy() -> None:
     from metabonk.cli import app
 
     r = CliRunner().invoke(
-        app, ["play", "arena", "--human", "--max-steps", "5", "--fps", "0", "--scale", "1"]
+        app, ["play", "arena", "--human", "--max-steps", "5", "--fps", "1000", "--scale", "1"]
     )
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["play", "arena", "--policy", "nope", "--max-steps", "5"])

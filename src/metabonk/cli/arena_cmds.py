@@ -25,7 +25,7 @@ def play_arena_cmd(
     seed: Annotated[int, typer.Option(help="Game seed.")] = 0,
     size: Annotated[int, typer.Option(help="Frame size in pixels (16..256).")] = 64,
     max_steps: Annotated[int, typer.Option(help="Stop after this many ticks.")] = 10_000,
-    fps: Annotated[float, typer.Option(help="Ticks per second (0 = as fast as possible).")] = 30.0,
+    fps: Annotated[float, typer.Option(help="Ticks per second (1000: about as fast as the game runs).")] = 30.0,
     scale: Annotated[int, typer.Option(help="Window pixels per frame pixel.")] = 8,
 ) -> None:
     """Play the Arena in a window (SDL_VIDEODRIVER=dummy runs it headless), optionally recording a demo."""
