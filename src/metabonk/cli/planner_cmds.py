@@ -117,7 +117,7 @@ def playbook_revert(
     reason: Annotated[str | None, typer.Option(help="Why (stored with the new version).")] = None,
 ) -> None:
     """Restore version V's content as a new version (history is kept)."""
-    store = _open(db)
+    store = _open(db, write=True)
     head = store.head
     new = store.revert(version, reason)
     typer.echo(f"v{head} already equals v{version}" if new == head else f"restored v{version} as v{new}")
@@ -162,12 +162,13 @@ def bench_planner(
     print_report(figures)
 
 
-def _open(db: Path):
+def _open(db: Path, write: bool = False):
+    """The playbook at `db`: read-only for the reading verbs (they never create or change a file)."""
     from metabonk.planner.playbook import PlaybookStore
 
     if not Path(db).is_file():
         raise MetabonkError(f"no playbook database at {db} (pass --db PATH)")
-    return PlaybookStore(db)
+    return PlaybookStore(db, read_only=not write)
 
 
 @bench_app.command("planner-latency")
