@@ -130,3 +130,28 @@ def bench_quant_cmd(
     res = run_system1(agent, dev, chosen, steps=steps, big_batch=big_batch, log=lambda s: None)
     res["checkpoint"] = str(ckpt) if ckpt else "fresh PolicyConfig() agent (weights do not change speed)"
     typer.echo(f"wrote {print_and_write(res, dev, json_path)}")
+
+
+@bench_app.command("gguf")
+def bench_gguf_cmd(
+    levels: Annotated[str, typer.Option(help="Comma-separated llama.cpp levels made from the bundled GGUF.")] =
+        "Q8_0,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K",
+    decisions: Annotated[int, typer.Option(help="Card decisions (as many intent decisions follow each).")] = 20,
+    threads: Annotated[int, typer.Option(help="CPU threads of llama.cpp.")] = 2,
+    lookup_tokens: Annotated[int, typer.Option(help="Prompt-lookup draft tokens for the extra row (0 = none).")]
+    = 10,
+    out_dir: Annotated[Path, typer.Option(help="Where the requantized GGUF files go (reused).")] = Path("runs/gguf"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="Result file (default "
+                                                   "benchmarks/results/quant-system2-cpu.json).")] = None,
+) -> None:
+    """System 2: decision latency and agreement per llama.cpp quantization level, and prompt-lookup decoding."""
+    from metabonk.bench.quant import print_and_write_system2, run_system2
+    from metabonk.quant.gguf import ftype
+
+    chosen = tuple(v.strip() for v in levels.split(",") if v.strip())
+    for level in chosen:
+        ftype(level)  # unknown levels fail before any work
+    if decisions < 1 or threads < 1 or lookup_tokens < 0:
+        raise MetabonkError("--decisions and --threads must be >= 1, --lookup-tokens >= 0")
+    res = run_system2(chosen, decisions, threads, out_dir, lookup_tokens=lookup_tokens, log=lambda s: None)
+    typer.echo(f"wrote {print_and_write_system2(res, json_path)}")

@@ -85,7 +85,9 @@ def vllm_command(
     if speculative_model:
         import json
 
-        spec = {"model": speculative_model, "num_speculative_tokens": num_speculative_tokens}
+        spec: dict[str, object] = {"model": speculative_model, "num_speculative_tokens": num_speculative_tokens}
+        if speculative_model == "ngram":  # prompt lookup: drafts are n-grams of the prompt, no draft model
+            spec = {"method": "ngram", "num_speculative_tokens": num_speculative_tokens, "prompt_lookup_max": 4}
         cmd += ["--speculative-config", json.dumps(spec)]
     if max_model_len:
         cmd += ["--max-model-len", str(max_model_len)]
