@@ -55,9 +55,29 @@ class TensorFile:
         self.entries: dict[str, dict[str, Any]] = header
         self._start = start
         self._mm: np.memmap | None = None
+        size = self.path.stat().st_size
         for name, e in self.entries.items():
-            if e.get("dtype") not in DTYPES:
-                raise MetabonkError(f"{self.path}: tensor '{name}' has unsupported dtype {e.get('dtype')}")
+            self._check_entry(name, e, size)
+
+    def _check_entry(self, name: str, e: Any, size: int) -> None:
+        """Trust no header: shape, offsets and dtype must agree with each other and fit inside the file."""
+        where = f"{self.path}: tensor '{name}'"
+        if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
+            raise MetabonkError(f"{where} has an unsupported or missing dtype")
+        shape, offsets = e.get("shape"), e.get("data_offsets")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise MetabonkError(f"{where} has no valid shape (got {shape!r:.60})")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise MetabonkError(f"{where} has no valid data_offsets")
+        numel = 1
+        for d in shape:
+            numel *= d
+        if offsets[1] - offsets[0] != numel * DTYPES[e["dtype"]].itemsize:
+            raise MetabonkError(f"{where}: shape {shape} does not match its {offsets[1] - offsets[0]} bytes")
+        if self._start + offsets[1] > size:
+            raise MetabonkError(f"{self.path} is truncated: tensor '{name}' ends at byte {self._start + offsets[1]} "
+                                f"of a {size}-byte file")
 
     def keys(self) -> list[str]:
         return list(self.entries)

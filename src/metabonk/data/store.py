@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
 
 from metabonk.common.errors import MetabonkError
+from metabonk.data.durable import fsync_dir, os_reason, remove_stale_temps, write_safetensors_durable
 from metabonk.data.mmap_file import TensorFile
 from metabonk.data.validate import STEP_KEYS, validate_episode, validate_update
 
@@ -36,32 +36,6 @@ STORE_JSON = "store.json"
 EPISODES_DIR = "episodes"
 _EP_RE = re.compile(r"^ep_(\d{6,})\.safetensors$")
 _MAX_OPEN = 128
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def _write_safetensors_durable(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
-    """Write arrays to a temp file beside `path` and fsync it; returns the temp path (caller renames)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o644)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tmp
 
 
 class EpisodeStore:
@@ -75,6 +49,7 @@ class EpisodeStore:
         self._keys: list[frozenset[str]] = []
         self._meta: list[dict[str, Any]] = []
         self._handles: OrderedDict[int, TensorFile] = OrderedDict()
+        remove_stale_temps(self.path / EPISODES_DIR)
         self.refresh()
 
     # ---------------------------------------------------------------- create / open
@@ -117,12 +92,21 @@ class EpisodeStore:
             "meta": dict(meta or {}),
         }
         (path / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
-        tmp = path / f".{STORE_JSON}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path / STORE_JSON)
-        _fsync_dir(path)
+        tmp = path / f".{STORE_JSON}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            tmp.write_text(json.dumps(info, indent=2) + "\n")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.link(tmp, path / STORE_JSON)  # fails if another process created the store first
+        except FileExistsError:
+            return cls.create(path, env_spec, num_actions, frame_size, meta, exist_ok)  # theirs: check it
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise MetabonkError(f"cannot create the episode store {path}: {os_reason(e)}") from e
+            os.replace(tmp, path / STORE_JSON)  # no hard links here: single-creator safe only
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(path)
         return cls(path, info)
 
     @classmethod
@@ -216,7 +200,10 @@ class EpisodeStore:
             raise MetabonkError(f"episode meta must be JSON-serialisable: {e}") from e
         ep_dir = self.path / EPISODES_DIR
         index = len(self._files)
-        tmp = _write_safetensors_durable(ep_dir / f"ep_{index:06d}.safetensors", arrays, {"meta": meta_json})
+        try:
+            tmp = write_safetensors_durable(ep_dir / f"ep_{index:06d}.safetensors", arrays, {"meta": meta_json})
+        except MetabonkError as e:
+            raise MetabonkError(f"{e} ({len(self)} episodes kept)") from e
         try:
             while True:  # link fails if another writer took this index: move on to the next free one
                 final = ep_dir / f"ep_{index:06d}.safetensors"
@@ -235,7 +222,7 @@ class EpisodeStore:
                     break
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(ep_dir)
+        fsync_dir(ep_dir)
         if index == len(self._files):
             self._index_file(final)  # the common case: no directory listing per append
         else:
@@ -249,10 +236,10 @@ class EpisodeStore:
         extra = validate_update(new_arrays, self._lengths[i], self.num_actions)
         arrays = {**current, **extra}
         meta_json = json.dumps(self._meta[i])
-        tmp = _write_safetensors_durable(self._files[i], arrays, {"meta": meta_json})
+        tmp = write_safetensors_durable(self._files[i], arrays, {"meta": meta_json})
         self._handles.pop(i, None)
         os.replace(tmp, self._files[i])
-        _fsync_dir(self._files[i].parent)
+        fsync_dir(self._files[i].parent)
         self._keys[i] = frozenset(arrays)
 
     # ---------------------------------------------------------------- reading
