@@ -3,16 +3,20 @@ and fills only their rows of final_obs, yet steps exactly as the game with a who
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from metabonk.envs.arena import ArenaConfig, ArenaGame, make_arena_env
 from metabonk.envs.host_copy import to_host
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-def _reference(cfg: ArenaConfig, n: int, seed: int, actions: np.ndarray) -> list[dict]:
+
+def _reference(cfg: ArenaConfig, n: int, seed: int, actions: np.ndarray, device: str) -> list[dict]:
     """The env's contract written plainly on the game: observe all, copy all, reset all with a mask."""
-    game = ArenaGame(cfg, n, "cpu", seed)
+    game = ArenaGame(cfg, n, device, seed)
     out = []
     for a in actions:
         reward, term, trunc, info = game.step(torch.from_numpy(a))
@@ -20,21 +24,33 @@ def _reference(cfg: ArenaConfig, n: int, seed: int, actions: np.ndarray) -> list
         done = term | trunc
         if done.any():  # (a reset draws the players' start positions from the game's generator)
             game.reset_done(done)
-        out.append({
+        step = {
             "obs": {"state": game.state_vector(), "pixels": game.render()},
             "final": final, "reward": reward, "done": done, "info": info,
             "menu_open": game.s["menu_open"].clone(), "card_options": game.s["card_options"].clone(),
-        })
+        }
+        out.append(_cpu(step))
     return out
 
 
+def _cpu(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _cpu(v) for k, v in x.items()}
+    return x.cpu() if isinstance(x, torch.Tensor) else x
+
+
 def test_vector_env_steps_as_the_whole_batch_reference() -> None:
+    for device in DEVICES:  # the GPU too where there is one (benchmarks/run_gpu_env.sh runs it there)
+        check_against_reference(device)
+
+
+def check_against_reference(device: str) -> None:
     n, steps = 12, 160
     cfg = ArenaConfig(frame_size=32, stage_steps=40, menu_timeout_steps=3, xp_base=1.0)
     actions = np.random.default_rng(0).integers(0, 21, size=(steps, n))
-    env = make_arena_env(n, size=32, seed=5, stage_steps=40, menu_timeout_steps=3, xp_base=1.0)
+    env = make_arena_env(n, size=32, seed=5, device=device, stage_steps=40, menu_timeout_steps=3, xp_base=1.0)
     env.reset(seed=5)
-    ref = _reference(cfg, n, 5, actions)
+    ref = _reference(cfg, n, 5, actions, device)
     ended = 0
     for t in range(steps):
         obs, reward, term, trunc, info = env.step(actions[t])
