@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from metabonk.envs.bridge import BridgeServer, BridgeVectorEnv
 from metabonk.envs.bridge.protocol import PROTOCOL_NAME, decode_payload
@@ -142,3 +143,20 @@ def test_unknown_frame_encodings_in_hello_are_skipped_and_a_broken_png_is_named_
     with pytest.raises(ProtocolError) as e:
         decode_frame({"encoding": "png", "width": 4, "height": 4}, b"\x89PNG garbage")
     assert "BytesIO" not in str(e.value) and "not a png image" in str(e.value)
+
+
+@pytest.mark.parametrize("reward", ["1e999", "NaN", "-Infinity"])
+def test_a_game_sending_a_non_finite_reward_is_named_by_host_and_port(reward: str) -> None:
+    from tests.test_bridge_badgame import _obs_header, _reset, _run_against
+
+    def script(conn: socket.socket) -> None:
+        from metabonk.envs.bridge.protocol import read_message
+
+        read_message(conn)  # reset
+        header = json.dumps({**_obs_header(), "reward": "R"}).replace('"R"', reward).encode()
+        frame = bytes(8 * 8 * 3)
+        payload = struct.pack(">I", len(header)) + header + frame
+        conn.sendall(struct.pack(">I", len(payload)) + payload)
+        time.sleep(1)
+
+    _run_against(script, _reset, "broke the protocol")
