@@ -73,11 +73,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_max_steps": 400, "imagination": {"horizon": 10, "ent_coef": 0.01},
         "policy": {"channels": (32,), "hidden": 32, "feature_dim": 64},
     },
-    "default": {},
+    "default": {"imagination": {"return_norm_floor": 0.05}},
+    # one H200 within one 10-minute call: Arena at 64 px, 100k real steps, the small world model
     "full": {
-        "num_envs": 16, "world_size": "diamond", "world_updates": 400, "world_batch": 32, "ac_updates": 100,
-        "ac_batch": 256, "collect_steps": 2_000, "start_steps": 5_000, "first_world_updates": 2_000,
-        "threads": 8, "eval_episodes": 32,
+        "num_envs": 16, "start_steps": 4_000, "collect_steps": 4_000, "world_updates": 300, "world_batch": 64,
+        "first_world_updates": 1_000, "world_lr": 3e-4, "ac_updates": 40, "ac_batch": 256, "ac_lr": 3e-4,
+        "sampler_steps": 2, "threads": 8, "eval_episodes": 32,
+        "imagination": {"return_norm_floor": 0.05},
     },
 }
 

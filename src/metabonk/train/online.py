@@ -242,8 +242,13 @@ class AgentLoop:
                 point = self.epoch()
                 self.state["wall_seconds"] = self.state.get("wall_seconds", 0.0) + time.time() - t0
                 ret = "-" if point["return_mean"] is None else f"{point['return_mean']:.2f}"
-                advance(self.env_steps - before,
-                        status=f"return {ret} dream {self.ac_fit.last.get('imagination/return', 0):.3f}")
+                status = f"return {ret} dream {self.ac_fit.last.get('imagination/return', 0):.3f}"
+                advance(self.env_steps - before, status=status)
+                if not cfg.quiet:  # one line per epoch for logs (the bar is redrawn in place)
+                    secs = self.state["seconds"]
+                    console.print(f"epoch {point['epoch']}: {self.env_steps} steps, {status}, world loss "
+                                  f"{self.world_fit.last.get('loss', float('nan')):.4f}; seconds so far "
+                                  + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()))
         write_json_atomic(self.out / LOOP_STATE, self.state)
 
     def close(self) -> None:
