@@ -117,3 +117,17 @@ def test_time_constants_of_a_cfc_policy() -> None:
     assert faster is not None and faster["median_ticks"] < tau["median_ticks"]
     assert tau_divergence(tau["tau_ticks"], faster["tau_ticks"]) > 0.5
     assert tau_divergence(tau["tau_ticks"], tau["tau_ticks"]) == 0.0
+
+
+def test_hive_run_bad_input_is_one_line_before_ray_starts() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "metabonk", "hive", "run", "--trainer", "dream"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "issue 17" in r.stderr, r.stderr
+    assert "Started a local Ray" not in r.stderr
+    for kw in ({"specialists": ["killer", "healer"]}, {"specialists": ["killer"]}, {"methods": ["ties"]},
+               {"dm_validate": "dream"}):
+        with pytest.raises(MetabonkError):
+            HiveConfig(**kw)  # type: ignore[arg-type]

@@ -13,11 +13,12 @@ import torch
 
 from metabonk.common.checkpoint import config_to_dict
 from metabonk.common.errors import MetabonkError
-from metabonk.hive.dungeon_master import Proposal, llm_proposals, rule_proposals
+from metabonk.hive.dungeon_master import Proposal, dream_verdict, llm_proposals, rule_proposals
 from metabonk.hive.evaluate import NicheScore, normalised, resolution
 from metabonk.hive.merge import METHODS, MergeOptions, merge
 from metabonk.hive.niches import Niche, default_niche
-from metabonk.hive.specialist import TrainBudget
+from metabonk.hive.specialist import TrainBudget, dream_specialist, get_trainer
+from metabonk.hive.tau import tau_divergence
 from metabonk.hive.transport import state_bytes, state_from_bytes
 from metabonk.policy.agent import Agent
 from metabonk.policy.config import config_for_env
@@ -65,6 +66,16 @@ class HiveConfig:
             raise MetabonkError(f"merge methods must come from {', '.join(METHODS)} and include soup (the reference)")
         if self.dm not in ("rule", "llm", "off") or self.dm_validate not in ("real", "dream"):
             raise MetabonkError("--dm is rule | llm | off and --dm-validate real | dream")
+        get_trainer(self.trainer)
+        kinds = {default_niche(s, self.size).kind for s in self.specialists}
+        if len(kinds) > 1:
+            raise MetabonkError("specialists must all be Arena ones or all toy ones (left, right)")
+        if self.trainer == "dream" or self.dm_validate == "dream":
+            # Fail before Ray starts, with the hooks' own message (they raise until issue 17 lands).
+            niche = default_niche(self.specialists[0], self.size)
+            if self.trainer == "dream":
+                dream_specialist({}, b"", niche, self.budget, self.seed)
+            dream_verdict(niche, 1, self.seed)
 
 
 def init_ray(cfg: HiveConfig) -> bool:
@@ -140,6 +151,17 @@ def targets(table: dict[str, dict[str, NicheScore]], voted: dict[str, Any]) -> d
     }
 
 
+def tau_shift(tau: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
+    """How far time constants moved: each specialist from the start policy (same niche), and each pair of
+    specialists from each other (mean |delta log10 tau| over units)."""
+    names = [s for s in tau if tau[s] and start.get(s)]
+    return {
+        "from_start": {s: tau_divergence(tau[s]["tau_ticks"], start[s]["tau_ticks"]) for s in names},
+        "between": {f"{a}/{b}": tau_divergence(tau[a]["tau_ticks"], tau[b]["tau_ticks"])
+                    for i, a in enumerate(names) for b in names[i + 1:]},
+    }
+
+
 def run_hive(cfg: HiveConfig) -> dict[str, Any]:
     """Run `cfg.rounds` federated rounds on Ray; returns the whole record (see metabonk.hive.report)."""
     import ray
@@ -172,9 +194,12 @@ def run_hive(cfg: HiveConfig) -> dict[str, Any]:
                      for s, e in zip(cfg.specialists, evals, strict=True)}
             voted = vote(table, list(candidates))
             promoted = voted["promoted"]
-            tau = dict(zip(cfg.specialists, ray.get([
-                actors[s].time_constants.remote(pconf, candidates[f"specialist:{s}"], cfg.tau_episodes, cfg.val_seed)
-                for s in cfg.specialists]), strict=True))
+            tau_refs = {(who, s): actors[s].time_constants.remote(pconf, candidates[who], cfg.tau_episodes,
+                                                                     cfg.val_seed)
+                        for s in cfg.specialists for who in ("start", f"specialist:{s}")}
+            tau_all = dict(zip(tau_refs, ray.get(list(tau_refs.values())), strict=True))
+            tau = {s: tau_all[(f"specialist:{s}", s)] for s in cfg.specialists}
+            tau_start = {s: tau_all[("start", s)] for s in cfg.specialists}
             proposals = propose_and_validate(cfg, actors, table, promoted, train, r)
             rounds.append({
                 "round": r,
@@ -184,6 +209,8 @@ def run_hive(cfg: HiveConfig) -> dict[str, Any]:
                 **voted,
                 "targets": targets(table, voted),
                 "time_constants": tau,
+                "time_constants_start": tau_start,
+                "tau_shift": tau_shift(tau, tau_start),
                 "proposals": [asdict(p) for p in proposals],
             })
             for p in proposals:
@@ -213,10 +240,6 @@ def propose_and_validate(cfg: HiveConfig, actors: dict[str, Any], table: dict[st
         proposals, _fallbacks = llm_proposals(make_client(cfg.llm_url), scores, train)
     else:
         proposals = rule_proposals(scores, train)
-    if cfg.dm_validate == "dream":
-        from metabonk.hive.dungeon_master import dream_verdict
-
-        dream_verdict(train[proposals[0].niche], cfg.dm_episodes, cfg.val_seed) if proposals else None
     refs = [actors[p.niche].validate.remote(train[p.niche].perturbed(p.niche, p.changes).to_dict(),
                                             cfg.dm_episodes, cfg.val_seed + 500 + r) for p in proposals]
     for p, v in zip(proposals, ray.get(refs), strict=True):

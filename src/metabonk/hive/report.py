@@ -61,7 +61,12 @@ def markdown(doc: dict[str, Any]) -> str:
             names = list(tau)
             lines += ["CfC time constants (median over units of 1/|t_a|, ticks) of each specialist on its niche: "
                       + ", ".join(f"{n} {tau[n]['median_ticks']:.2f}" for n in names) + "."]
-            if len(names) > 1:
+            shift = r.get("tau_shift", {})
+            if shift.get("from_start"):
+                lines += ["Mean |Δ log10 τ| from the start policy on the same niche: "
+                          + ", ".join(f"{k} {v:.3f}" for k, v in shift["from_start"].items()) + "; between "
+                          "specialists: " + ", ".join(f"{k} {v:.3f}" for k, v in shift["between"].items()) + "."]
+            elif len(names) > 1:
                 pairs = [f"{a}/{b} {tau_divergence(tau[a]['tau_ticks'], tau[b]['tau_ticks']):.3f}"
                          for i, a in enumerate(names) for b in names[i + 1:]]
                 lines += ["Mean |Δ log10 τ| between specialists: " + ", ".join(pairs) + "."]
