@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -22,30 +23,21 @@ STREAMING = ("/api/events",)  # an endless SSE stream; WebSockets are not in the
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
-    data = tmp_path_factory.mktemp("fuzz") / "data"
-    app = create_app(ServeConfig(data=data, max_episode_bytes=1 << 20, max_model_bytes=1 << 20))
-    return app, create_token(app.state.svc.db)
-
-
-@pytest.fixture(scope="module")
-def api_schema(served: tuple[Any, str]) -> Any:
-    return schemathesis.openapi.from_asgi("/openapi.json", served[0]).exclude(path=list(STREAMING))
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
+# the schema must exist when tests are collected; the folder is removed when the interpreter exits
+_DATA = tempfile.TemporaryDirectory(prefix="metabonk-fuzz-")
+APP = create_app(ServeConfig(data=Path(_DATA.name) / "data", max_episode_bytes=1 << 20, max_model_bytes=1 << 20))
+TOKEN = create_token(APP.state.svc.db)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path=list(STREAMING))
 
 
 @schema.parametrize()
 @FAST
-def test_no_server_errors_and_schema_conformance(case: schemathesis.Case, served: tuple[Any, str]) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {served[1]}"}, checks=CHECKS)
+def test_no_server_errors_and_schema_conformance(case: schemathesis.Case) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS)
 
 
 @pytest.mark.slow
 @schema.parametrize()
 @settings(FAST, max_examples=100, derandomize=False)
-def test_fuzz_longer(case: schemathesis.Case, served: tuple[Any, str]) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {served[1]}"}, checks=CHECKS)
+def test_fuzz_longer(case: schemathesis.Case) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS)
