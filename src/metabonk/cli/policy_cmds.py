@@ -147,6 +147,8 @@ def play_agent_cmd(
     compile_step: Annotated[bool, typer.Option("--compile", help="torch.compile System 1's step first "
                                                "(~30 s once; then ~2x faster ticks on CPU).")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
+    orchestrator: Annotated[str | None, typer.Option(help="Report live frames, state and episodes to this "
+                                                     "orchestrator URL (token from $METABONK_TOKEN).")] = None,
 ) -> None:
     """Play Arena with the policy (System 1) and the async planner (System 2) together."""
     from rich.console import Console
@@ -175,7 +177,17 @@ def play_agent_cmd(
         from metabonk.planner.llm_client import make_client
 
         system2 = AsyncPlanner(Planner(make_client(llm_url)), route="direct")
-    res = run_two_systems(agent, system2, episodes=episodes, seed=seed, max_steps=max_steps, device=dev)
+    ctrl = None
+    if orchestrator is not None:
+        from metabonk.serve.hooks import reporting_controller
+
+        ctrl = reporting_controller(orchestrator, agent, system2, dev, policy=str(ckpt))
+    try:
+        res = run_two_systems(agent, system2, episodes=episodes, seed=seed, max_steps=max_steps, device=dev,
+                              controller=ctrl)
+    finally:
+        if ctrl is not None:
+            ctrl.close()
     res.update(checkpoint=str(ckpt), planner=planner)
     table = Table(title=f"arena, System 1 + System 2 ({planner}): {episodes} episode(s) from seed {seed}")
     table.add_column("figure")
