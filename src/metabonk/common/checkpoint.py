@@ -321,6 +321,10 @@ class Checkpointed:
             config = cls.config_from_dict(doc["config"])
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise MetabonkError(f"{path}/{CONFIG} has a bad '{cls.KIND}' config: {type(e).__name__}: {e}") from e
+        if "quant" in doc:  # written by `metabonk quantize`: torchao tensors (a format plugin, imported lazily)
+            from metabonk.quant.store import load_quantized
+
+            return load_quantized(cls, config, path, doc["quant"], found, device)  # type: ignore[return-value]
         model = _build(cls, config, path, cls.KIND, found)  # type: ignore[arg-type]
         load_weights(path, model, device="cpu")
         return model.to(device).eval()  # type: ignore[return-value]

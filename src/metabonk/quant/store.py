@@ -11,6 +11,7 @@ runs the same quantized kernels, bit for bit, as the one that was saved; nothing
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from metabonk.common.checkpoint import CONFIG, WEIGHTS, _atomic_dir_write, config_to_dict
+from metabonk.common.checkpoint import CONFIG, WEIGHTS, _AllocationGuard, _atomic_dir_write, config_to_dict
 from metabonk.common.errors import MetabonkError
 from metabonk.quant.formats import Recipe, check_runnable
 
@@ -74,6 +75,22 @@ def load_quantized_weights(path: str | Path, model: nn.Module, quant: dict[str, 
     except (ValueError, RuntimeError, KeyError) as e:
         raise MetabonkError(f"{path}: quantized weights do not fit this model: {str(e).splitlines()[0]}") from e
     return model.to(device).eval()
+
+
+def load_quantized(cls: Callable[[Any], nn.Module], config: Any, path: str | Path, quant: dict[str, Any],
+                   found: dict[str, tuple[int, ...]], device: str | torch.device = "cpu") -> nn.Module:
+    """`Checkpointed.load` of a quantized checkpoint: build the fp32 model from its config (allocations bounded by
+    the weights file, as for any checkpoint) and assign its torchao tensors."""
+    import math
+
+    path = Path(path)
+    budget = 4 * sum(math.prod(s) for s in found.values()) + (1 << 24)  # int4 groups: more scales than weights
+    try:
+        with _AllocationGuard(budget, path):
+            model = cls(config)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, AssertionError) as e:
+        raise MetabonkError(f"{path}/{CONFIG} does not describe a valid model: {type(e).__name__}: {e}") from e
+    return load_quantized_weights(path, model, quant, device)
 
 
 def is_quantized(doc: dict[str, Any]) -> bool:
