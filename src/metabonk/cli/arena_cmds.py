@@ -1,4 +1,4 @@
-"""CLI verbs of the arena area: `play arena` (a person or a policy in a window), `bench env` and `bench baselines`."""
+"""CLI verbs of the arena area: `play arena` (a person or a policy in a window) and `bench env`."""
 
 from __future__ import annotations
 
@@ -81,29 +81,3 @@ def bench_env_cmd(
         references=references,
         json_path=json_path,
     )
-
-
-@bench_app.command("baselines")
-def bench_baselines_cmd(
-    env: Annotated[str, typer.Option(help="Environment (the expert exists on arena only).")] = "arena",
-    episodes: Annotated[int, typer.Option(min=1, max=100_000, help="Episodes (seeds seed..seed+N-1).")] = 32,
-    seed: Annotated[int, typer.Option(min=0, help="Base seed.")] = 0,
-    json_path: Annotated[
-        Path | None,
-        typer.Option("--json", help="Result file (default benchmarks/results/eval-baselines-<env>.json)."),
-    ] = None,
-) -> None:
-    """Survival and return of the random policy and the scripted expert on the same seeds (the baselines every
-    `metabonk eval` of a policy reports beside it), with 95 % intervals."""
-    from metabonk.cli.policy_cmds import print_eval
-    from metabonk.common.results import write_result
-    from metabonk.policy.evaluate import evaluate_policy
-
-    res = evaluate_policy(None, env, episodes=episodes, seed=seed)
-    if "expert" in res:
-        res["expert_vs_random"] = res["expert"]["survival_mean"] / max(res["random"]["survival_mean"], 1e-9)
-    print_eval(res)
-    if "expert_vs_random" in res:
-        typer.echo(f"expert survival / random: {res['expert_vs_random']:.2f}×")
-    name = env.replace(":", "-").lower()
-    write_result(json_path or Path("benchmarks/results") / f"eval-baselines-{name}.json", res)
