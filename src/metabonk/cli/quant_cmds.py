@@ -25,7 +25,8 @@ def quantize_cmd(
     check: Annotated[bool, typer.Option("--check", help="Measure drift against the fp32 checkpoint.")] = False,
     data: Annotated[Path | None, typer.Option(help="Episode store for the held-out frames (default: seeded "
                                               "Arena rollouts).")] = None,
-    episodes: Annotated[int, typer.Option(help="--check, policy: Arena seeds for the return delta (0 = skip).")]
+    episodes: Annotated[int, typer.Option(min=0, help="--check, policy: Arena seeds for the return delta "
+                                          "(0 = skip).")]
     = 32,
     max_steps: Annotated[int, typer.Option(help="--check, policy: step cap per episode.")] = 2000,
     dream_steps: Annotated[int, typer.Option(help="--check, world: dream steps compared.")] = 16,
