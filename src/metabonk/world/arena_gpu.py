@@ -145,8 +145,9 @@ def main(out: Path, train_seconds: float = 200.0, steps: int = 450, batch: int =
         ema.update_parameters(model)
         step += 1
         if step % 200 == 0:
-            hist.append({"step": step, **metrics})
-            print(step, f"{elapsed:.0f}s", metrics, flush=True)
+            figures = {k: float(v) for k, v in metrics.items()}  # the forward's metrics are tensors
+            hist.append({"step": step, **figures})
+            print(step, f"{elapsed:.0f}s", figures, flush=True)
     model.load_state_dict(ema.module.state_dict())
     model.eval()
     te = windows(d, k, horizon, test_envs)
