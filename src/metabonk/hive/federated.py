@@ -242,6 +242,11 @@ def propose_and_validate(cfg: HiveConfig, actors: dict[str, Any], table: dict[st
         proposals = rule_proposals(scores, train)
     refs = [actors[p.niche].validate.remote(train[p.niche].perturbed(p.niche, p.changes).to_dict(),
                                             cfg.dm_episodes, cfg.val_seed + 500 + r) for p in proposals]
-    for p, v in zip(proposals, ray.get(refs), strict=True):
-        p.verdict = v
+    for p, ref in zip(proposals, refs, strict=True):
+        try:
+            p.verdict = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            # A failed check must not cost the round's training and votes: the proposal is recorded as
+            # an error (the report shows it) and not applied.
+            p.verdict = {"verdict": "error", "error": str(e.cause if hasattr(e, "cause") else e).splitlines()[-1]}
     return proposals
