@@ -22,15 +22,17 @@ else
   label=cpu-dry
 fi
 PY=${PY:-python3}
+# per-step limits keep the GPU run under 8 minutes; the CPU dry path runs unlimited (0 = no limit)
+if [ "$DEVICE" = cuda ]; then T1=${T1:-240} T2=${T2:-230}; else T1=${T1:-0} T2=${T2:-0}; fi
 $PY -c "import torchao; print('torchao', torchao.__version__)" 2>/dev/null || echo "note: torchao is not installed here; the torchao rows will say so"
 $PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" 2>/dev/null \
   || echo "note: onnxruntime is not installed here; the ONNX rows will say so"
 $PY -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null \
-  || echo "note: no onnxruntime CUDA provider (onnxruntime-gpu missing): the ONNX rows run on the CPU provider or say why"
+  || echo "note: no onnxruntime CUDA provider (onnxruntime-gpu missing): the CUDA ONNX rows record why"
 for step in ${STEPS:-system1 world}; do
   case $step in
-    system1) timeout 240 $PY -m metabonk.bench.quant system1 "$OUT/quant-system1-$label.json" "$DEVICE" ;;
-    world) timeout 230 $PY -m metabonk.bench.quant world "$OUT/quant-world-$label.json" "$DEVICE" ;;
+    system1) timeout $T1 $PY -m metabonk.bench.quant system1 "$OUT/quant-system1-$label.json" "$DEVICE" ;;
+    world) timeout $T2 $PY -m metabonk.bench.quant world "$OUT/quant-world-$label.json" "$DEVICE" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
