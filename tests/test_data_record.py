@@ -117,8 +117,8 @@ def test_record_cli_no_actions_and_scripted_error(tmp_path):
     assert r.exit_code == 0, r.output
     store = EpisodeStore.open(tmp_path / "v")
     assert not store.has_actions and "action" not in store.episode(0)
-    with pytest.raises(MetabonkError, match="only arena"):
-        CliRunner().invoke(app, ["record", "ale:Pong", "--policy", "scripted", "--out", str(tmp_path / "x")],
+    with pytest.raises(MetabonkError, match="no scripted policy"):  # Pong and Breakout have experts, Freeway none
+        CliRunner().invoke(app, ["record", "ale:Freeway", "--policy", "scripted", "--out", str(tmp_path / "x")],
                            catch_exceptions=False)
 
 

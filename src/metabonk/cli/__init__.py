@@ -7,6 +7,7 @@ import sys
 from metabonk.cli import (  # noqa: F401  (importing registers each area's verbs)
     agent_cmds,
     arena_cmds,
+    baseline_cmds,
     bridge_cmds,
     data_cmds,
     demo_cmds,

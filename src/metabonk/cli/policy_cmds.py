@@ -68,29 +68,37 @@ def train_policy_cmd(
 
 
 def print_eval(res: dict[str, Any]) -> None:
-    """A rich table of an evaluation: mean/median survival and return with 95 % intervals."""
+    """A rich table of an evaluation: return (mean, IQM, 95 % intervals; human-normalised on Atari) first,
+    then mean/median survival."""
     from rich.console import Console
     from rich.table import Table
 
+    def ci(r: dict[str, Any], key: str, fmt: str) -> str:
+        lo, hi = r[f"{key}_ci95"]
+        return f"{r[key]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+    hns = any("hns_mean" in res[n] for n in ("policy", "random", "expert") if n in res)
     table = Table(title=f"{res['env']}: {res['episodes']} seeds from {res['seed']}")
-    for h in ("agent", "survival mean [95% CI]", "survival median [95% CI]", "return mean [95% CI]"):
+    heads = ["agent", "return mean [95% CI]", "return IQM [95% CI]"]
+    heads += ["HNS IQM [95% CI]"] if hns else []
+    heads += ["survival mean [95% CI]", "survival median [95% CI]"]
+    for h in heads:
         table.add_column(h, justify="right")
     for name in ("policy", "random", "expert"):
         if name in res:
             r = res[name]
-            table.add_row(
-                name,
-                f"{r['survival_mean']:.0f} [{r['survival_mean_ci95'][0]:.0f}, "
-                f"{r['survival_mean_ci95'][1]:.0f}]",
-                f"{r['survival_median']:.0f} [{r['survival_median_ci95'][0]:.0f}, "
-                f"{r['survival_median_ci95'][1]:.0f}]",
-                f"{r['return_mean']:.2f} [{r['return_mean_ci95'][0]:.2f}, {r['return_mean_ci95'][1]:.2f}]",
-            )
+            row = [name, ci(r, "return_mean", ".2f"), ci(r, "return_iqm", ".2f")]
+            row += [ci(r, "hns_iqm", ".3f") if "hns_iqm" in r else "-"] if hns else []
+            row += [ci(r, "survival_mean", ".0f"), ci(r, "survival_median", ".0f")]
+            table.add_row(*row)
     console = Console(soft_wrap=True)
     console.print(table)
     for name in ("random", "expert"):
         if f"survival_vs_{name}" in res:
             console.print(f"policy survival / {name}: {res[f'survival_vs_{name}']:.2f}×")
+    if "expert_normalized_return" in res.get("policy", {}):
+        console.print(f"policy return, (policy − random) / (expert − random): "
+                      f"{res['policy']['expert_normalized_return']:.2f}")
 
 
 def eval_policy(ckpt: Path, opts: EvalOptions) -> None:

@@ -1,9 +1,10 @@
 """The environment registry: `make_env(spec, ...)` builds any game behind one vector-env contract.
 
-Specs: "arena", "ale:<Game>" (e.g. "ale:Pong"), "crafter", "bridge://HOST:PORT". Every env returns
-obs `{"pixels": uint8 [N,H,W,3], "state": float32 [N,D]}`, takes int64 actions `[N]` from one flat
-`Discrete(n)`, autoresets SAME_STEP with `info["final_obs"]`, and reports `info["episode_return"]` and
-`info["episode_length"]` (see docs/architecture.md). Game modules are imported lazily.
+Specs: "arena" (or "arena-hard", its harder configuration), "ale:<Game>" (e.g. "ale:Pong"), "crafter",
+"bridge://HOST:PORT". Every env returns obs `{"pixels": uint8 [N,H,W,3], "state": float32 [N,D]}`,
+takes int64 actions `[N]` from one flat `Discrete(n)`, autoresets SAME_STEP with `info["final_obs"]`, and
+reports `info["episode_return"]` and `info["episode_length"]` (see docs/architecture.md). Game modules are
+imported lazily.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ from metabonk.common.errors import MetabonkError
 if TYPE_CHECKING:  # gymnasium is imported by the env modules themselves: the Arena game and spec need only torch
     from gymnasium.vector import VectorEnv
 
-ENV_SPECS: tuple[str, ...] = ("arena", "ale:<Game> (e.g. ale:Pong)", "crafter", "scroll", "bridge://HOST:PORT")
+ENV_SPECS: tuple[str, ...] = (
+    "arena", "arena-hard", "ale:<Game> (e.g. ale:Pong)", "crafter", "scroll", "bridge://HOST:PORT"
+)
 MAX_SIZE = 256
+ARENA_CONFIGS: tuple[str, ...] = ("arena", "arena-hard")
+"""Arena's named configurations (arena.config.NAMED_CONFIGS): the default stage and a harder, longer one."""
 
 
 def _parse_bridge(spec: str) -> tuple[str, int]:
@@ -37,9 +42,11 @@ def make_env(
         raise MetabonkError(f"num_envs must be >= 1, got {num_envs}")
     if not 8 <= size <= MAX_SIZE:
         raise MetabonkError(f"size must be in [8, {MAX_SIZE}], got {size}")
-    if spec == "arena":
+    if spec in ARENA_CONFIGS:
         from metabonk.envs.arena import make_arena_env
+        from metabonk.envs.arena.config import named_config_overrides
 
+        kw = {**named_config_overrides(spec), **kw}
         return make_arena_env(num_envs=num_envs, size=size, seed=seed, device=device, **kw)
     if spec.startswith("ale:"):
         from metabonk.envs.ale import make_ale_env
@@ -70,4 +77,4 @@ def num_actions_of(env: VectorEnv) -> int:
     return int(n)
 
 
-__all__ = ["ENV_SPECS", "make_env", "num_actions_of"]
+__all__ = ["ARENA_CONFIGS", "ENV_SPECS", "make_env", "num_actions_of"]

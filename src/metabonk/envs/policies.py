@@ -1,7 +1,8 @@
 """Policy registry for recording and baselines: `get_policy(spec, name, env)` → `(obs, info) -> int64 [N]`.
 
-"random" works for every env; "scripted" is the Arena expert (engineer A's ScriptedExpert) and is an error
-elsewhere, since no other game ships an expert.
+"random" works for every env; "scripted" is the env's expert: the Arena ScriptedExpert on "arena" and its
+named configurations (e.g. "arena-hard"), the RAM-reading ball trackers on "ale:Pong" and "ale:Breakout"
+(metabonk.envs.ale_experts); elsewhere it is an error.
 """
 
 from __future__ import annotations
@@ -53,15 +54,36 @@ def _arena_policy(name: str, env: VectorEnv, seed: int) -> Policy:
     return _as_int64(RandomPolicy(seed=seed, num_actions=num_actions_of(env)))
 
 
+def _is_arena(spec: str) -> bool:
+    from metabonk.envs import ARENA_CONFIGS
+
+    return spec in ARENA_CONFIGS
+
+
+def has_scripted(spec: str) -> bool:
+    """Whether env `spec` has a scripted expert ('scripted' policy)."""
+    from metabonk.envs.ale_experts import ALE_EXPERTS
+
+    return _is_arena(spec) or (spec.startswith("ale:") and spec[4:].strip().lower() in ALE_EXPERTS)
+
+
 def get_policy(spec: str, name: str, env: VectorEnv, seed: int = 0) -> Policy:
     """The policy `name` for env `spec` acting in `env`; unknown or unsupported names are a MetabonkError."""
     if name not in POLICIES:
         raise MetabonkError(f"unknown policy '{name}'; valid: {', '.join(POLICIES)}")
-    if spec == "arena":
+    if _is_arena(spec):
         return _arena_policy(name, env, seed)
     if name == "scripted":
-        raise MetabonkError(f"no scripted policy for env '{spec}' (only arena has one); use --policy random")
+        if not has_scripted(spec):
+            raise MetabonkError(f"no scripted policy for env '{spec}' (arena, arena-hard, ale:Pong and "
+                                "ale:Breakout have one); use --policy random")
+        from metabonk.envs.ale_experts import ale_expert
+
+        meanings = getattr(env, "action_meanings", None)
+        if meanings is None:
+            raise MetabonkError(f"env '{spec}' does not name its actions; the ALE expert needs them")
+        return _as_int64(ale_expert(spec, meanings))
     return UniformRandomPolicy(env.num_envs, num_actions_of(env), seed)
 
 
-__all__ = ["POLICIES", "Policy", "UniformRandomPolicy", "get_policy"]
+__all__ = ["POLICIES", "Policy", "UniformRandomPolicy", "get_policy", "has_scripted"]

@@ -1,5 +1,6 @@
-"""Evaluation in the real env: returns and survival times over fixed seeds, with bootstrap 95 % intervals,
-for a policy and for the random and scripted-expert baselines on the very same seeds.
+"""Evaluation in the real env: returns (the primary figure: mean, IQM, rliable 95 % intervals, human-normalised
+on Atari) and survival times over fixed seeds, for a policy and for the random and scripted-expert baselines
+on the very same seeds.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class AgentController:
 
 
 class BaselineController:
-    """A baseline from the env registry (metabonk.envs.policies): 'random' anywhere, 'scripted' on Arena."""
+    """A baseline from the env registry (metabonk.envs.policies): 'random' anywhere, 'scripted' where the
+    env has an expert."""
 
     def __init__(self, env_spec: str, name: str, seed: int = 0) -> None:
         self.env_spec, self.name, self.seed = env_spec, name, seed
@@ -141,22 +143,37 @@ def bootstrap_ci(x: np.ndarray, stat: Any = np.mean, n: int = 2000, seed: int = 
     return float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
-def summarize(stats: EpisodeStats) -> dict[str, Any]:
-    """Mean/median return and survival time with 95 % bootstrap intervals."""
+def summarize(stats: EpisodeStats, env_spec: str | None = None) -> dict[str, Any]:
+    """Mean/median return and survival time with 95 % bootstrap intervals; for the return (the primary
+    figure) also its std, IQM and interval (rliable) and, on Atari, the human-normalised score `hns_*`."""
+    from metabonk.policy.rl_metrics import score_summary
+
     out: dict[str, Any] = {"episodes": len(stats.returns)}
     for name, x in (("return", stats.returns), ("survival", stats.lengths.astype(np.float64))):
         out[f"{name}_mean"] = float(np.mean(x))
         out[f"{name}_mean_ci95"] = bootstrap_ci(x, np.mean)
         out[f"{name}_median"] = float(np.median(x))
         out[f"{name}_median_ci95"] = bootstrap_ci(x, np.median)
+    rl = score_summary(stats.returns, env_spec)
+    out.update(return_std=rl["std"], return_iqm=rl["iqm"], return_iqm_ci95=rl["iqm_ci95"])
+    out.update({k: v for k, v in rl.items() if k.startswith("hns_")})
+    out["returns"] = [float(r) for r in stats.returns]
     out["hit_step_cap"] = int(stats.truncated_at_cap.sum())
     return out
 
 
+def has_expert(env_spec: str) -> bool:
+    """Whether the env registry ships a scripted expert for `env_spec` (Arena and its configurations,
+    ALE Pong and Breakout)."""
+    from metabonk.envs.policies import has_scripted
+
+    return has_scripted(env_spec)
+
+
 def baseline_controllers(env_spec: str, seed: int) -> dict[str, Controller]:
-    """'random' for every env, plus 'expert' (the scripted expert) on Arena."""
+    """'random' for every env, plus 'expert' (the scripted expert) where the env has one."""
     out: dict[str, Controller] = {"random": BaselineController(env_spec, "random", seed)}
-    if env_spec.startswith("arena"):
+    if has_expert(env_spec):
         out["expert"] = BaselineController(env_spec, "scripted", seed)
     return out
 
@@ -179,13 +196,20 @@ def evaluate_policy(
     res: dict[str, Any] = {"env": env_spec, "episodes": episodes, "seed": seed, "max_steps": max_steps}
     if agent is not None:
         ctrl = AgentController(agent, device, greedy=greedy, seed=seed)
-        res["policy"] = summarize(run_episodes(env_spec, ctrl, episodes, seed, size, max_steps, env_kwargs))
+        stats = run_episodes(env_spec, ctrl, episodes, seed, size, max_steps, env_kwargs)
+        res["policy"] = summarize(stats, env_spec)
     if baselines:
         for name, c in baseline_controllers(env_spec, seed).items():
-            res[name] = summarize(run_episodes(env_spec, c, episodes, seed, size, max_steps, env_kwargs))
+            res[name] = summarize(run_episodes(env_spec, c, episodes, seed, size, max_steps, env_kwargs), env_spec)
     if "policy" in res:
         p = res["policy"]["survival_mean"]
         for name in ("random", "expert"):
             if name in res:
                 res[f"survival_vs_{name}"] = p / max(res[name]["survival_mean"], 1e-9)
+    if "random" in res and "expert" in res:
+        # (score - random) / (expert - random): 1.0 plays as well as the scripted expert, 0.0 at random level
+        span = res["expert"]["return_mean"] - res["random"]["return_mean"]
+        for name in ("policy", "expert"):
+            if name in res and abs(span) > 1e-9:
+                res[name]["expert_normalized_return"] = (res[name]["return_mean"] - res["random"]["return_mean"]) / span
     return res
