@@ -63,7 +63,10 @@ def _per_tensor(
     """Apply `rule` to the stacked task vectors [M, ...] of each float tensor; base + scale * result."""
     _check(base, models)
     out: StateDict = {}
-    for k, b in base.items():
+    # Sorted names: a dict loaded from safetensors bytes has no fixed key order across processes, and DARE's
+    # masks come from one generator walked tensor by tensor.
+    for k in sorted(base):
+        b = base[k]
         if not b.is_floating_point():
             out[k] = b.clone()
             continue

@@ -35,10 +35,10 @@ def markdown(doc: dict[str, Any]) -> str:
             cells = [f"{_fmt(r['scores'][n][c])} ({r['normalised'][c][n]:.0f})" for n in niches]
             lines.append(f"| {c}{mark} | " + " | ".join(cells) + f" | {r['vote'][c]:.1f} |")
         t = r["targets"]
-        ret = ", ".join(f"{n} {v:.2f}" for n, v in t["own_niche_retention"].items())
+        ret = ", ".join(f"{n} {v:.0f}" for n, v in t["own_niche_normalised"].items())
         lo, hi = t["gap_over_soup_ci95"]
-        lines += ["", f"Promoted: **{t['promoted']}**. Own-niche retention (promoted / specialist): {ret} — "
-                  f"target ≥ 0.90 {'met' if t['retention_met'] else 'NOT met'}. Over the uniform soup: "
+        lines += ["", f"Promoted: **{t['promoted']}**. Own niche, normalised (specialist = 100): {ret} — "
+                  f"target ≥ 90 {'met' if t['retention_met'] else 'NOT met'}. Over the uniform soup: "
                   f"{t['gap_over_soup_points']:+.1f} points [{lo:+.1f}, {hi:+.1f}] — target ≥ +10 "
                   f"{'met' if t['gap_met'] else 'NOT met'}.", ""]
         dud = [n for n, ok in r.get("specialist_learned", {}).items() if not ok]
