@@ -68,7 +68,8 @@ def test_quantized_world_dreams_in_the_dream_verb(tmp_path: Path) -> None:
     store.append({"obs": roll.frames[0].numpy(), "action": roll.actions[0, :n].numpy(),
                   "reward": np.zeros(n, np.float32), "terminated": np.zeros(n, bool),
                   "truncated": np.zeros(n, bool)})
-    r = metabonk("quantize", str(tmp_path / "w"), "--format", "int8", "--out", str(tmp_path / "wq"))
+    r = metabonk("quantize", str(tmp_path / "w"), "--format", "int8", "--out", str(tmp_path / "wq"), "--json",
+                 str(tmp_path / "wq.json"))  # never the default benchmarks/results/ path from a test
     assert r.exit_code == 0, r.output
     r = metabonk("dream", str(tmp_path / "wq"), "--data", str(tmp_path / "store"), "--out",
                  str(tmp_path / "d.gif"), "--steps", "4", "--device", "cpu")
