@@ -6,8 +6,8 @@ set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name --format=csv,noheader
-for s in 2 3 4 5; do python3 benchmarks/wl_probe.py $s 1 2400 >> "$OUT/wl.jsonl" 2>/dev/null & done
-for s in 0 1; do python3 benchmarks/wl_probe.py $s 2 2400 >> "$OUT/wl.jsonl" 2>/dev/null & done
+[ -n "${WL:-}" ] && for s in 2 3 4 5; do python3 benchmarks/wl_probe.py $s 1 2400 >> "$OUT/wl.jsonl" 2>/dev/null & done
+[ -n "${WL:-}" ] && for s in 0 1; do python3 benchmarks/wl_probe.py $s 2 2400 >> "$OUT/wl.jsonl" 2>/dev/null & done
 for s in 1 2; do ( timeout 400 python3 -m metabonk train agent --env scroll --preset tiny --env-steps 6000 \
     --device cuda --compare-ppo --seed $s --out /tmp/runs/scroll-$s --eval-episodes 32 >> "$OUT/scroll.log" 2>&1;
     cp /tmp/runs/scroll-$s/eval.json "$OUT/scroll-$s-eval.json" ) & done

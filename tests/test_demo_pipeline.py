@@ -43,7 +43,7 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path) -> None:
     assert {"random", "expert", "demo (BC + dream)", "BC only"} <= set(ev)
     # the stores and checkpoints each stage hands to the next exist where the next stage reads them
     for path in ("record/video/store.json", "latent/idm/config.json", "world/model/config.json",
-                 "bc/policy/config.json", "dream/policy/config.json"):
+                 "bc/policy/config.json", "dream/loop/agent/config.json"):
         assert (run / path).is_file(), path
 
     # Resume: nothing is re-run.

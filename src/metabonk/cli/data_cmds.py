@@ -15,7 +15,8 @@ from metabonk.common.errors import MetabonkError
 def record_cmd(
     env: Annotated[str, typer.Argument(help="arena | ale:<Game> (e.g. ale:Pong) | crafter | bridge://HOST:PORT")],
     out: Annotated[Path, typer.Option("--out", help="New episode-store directory to write.")],
-    policy: Annotated[str, typer.Option(help="scripted (arena only) | random")] = "random",
+    policy: Annotated[str, typer.Option(help="scripted (arena, arena-hard, ale:Pong, ale:Breakout) | "
+                                             "random")] = "random",
     episodes: Annotated[int, typer.Option(help="Number of finished episodes to record.")] = 10,
     no_actions: Annotated[bool, typer.Option("--no-actions", help="Drop actions (video-like data).")] = False,
     num_envs: Annotated[int, typer.Option(help="Games played in parallel.")] = 1,

@@ -25,6 +25,8 @@ def demo_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the whole run.")] = 0,
     orchestrator: Annotated[str | None, typer.Option(help="Report stages, live curves and the report to this "
                                                      "orchestrator URL (token from $METABONK_TOKEN).")] = None,
+    publish: Annotated[bool, typer.Option("--publish", help="Also write the scores to benchmarks/results/"
+                                          "eval-demo-<env>-<preset>.json (a tracked result).")] = False,
 ) -> None:
     """From video to a playing agent: record, latent actions + IDM, world model, policy (BC + dream), eval,
     report. Finished stages are skipped on a re-run (resume)."""
@@ -43,7 +45,7 @@ def demo_cmd(
     report = None
     try:
         report = run_demo(preset=preset, device=device, env=env, name=name, stage=stage, force=force, root=root,
-                          seed=seed, on_stage=hook)
+                          seed=seed, on_stage=hook, publish=publish)
     finally:
         if hook is not None:
             hook.finish(report.parent if report is not None else None, ok=report is not None)

@@ -28,7 +28,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "steps": (1, BIG), "max_steps": (1, BIG), "env_steps": (1, BIG), "dream_steps": (1, BIG),
     "latency_steps": (1, BIG), "chunk_steps": (1, BIG), "collect_steps": (1, BIG), "world_updates": (1, BIG),
     "ac_updates": (1, BIG), "epochs": (1, 10**6), "rounds": (0, 1000), "decisions": (1, 10**6),
-    "episodes": (1, 10**6), "eval_episodes": (1, 10**6), "seeds": (1, 10**4), "repeats": (1, 1000),
+    "episodes": (1, 10**6), "eval_episodes": (0, 10**6), "seeds": (1, 10**4), "repeats": (1, 1000),
     "seconds": (0.01, 86_400.0), "stage_s": (1.0, 3600.0), "episode_every_s": (0.01, 86_400.0),
     "timeout": (0.01, 86_400.0), "idle_timeout": (0.1, 86_400.0),
     # how much at once

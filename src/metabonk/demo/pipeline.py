@@ -20,6 +20,7 @@ from metabonk.common.logging import console
 from metabonk.common.results import write_json_atomic
 from metabonk.demo.presets import DemoPreset, get_preset
 from metabonk.demo.stages import (
+    DREAM_POLICY,
     DemoContext,
     stage_bc,
     stage_dream,
@@ -45,7 +46,7 @@ def read_done(root: Path, stage: str) -> dict[str, Any] | None:
 
 
 def _policies(ctx: DemoContext) -> dict[str, Path]:
-    out = {"demo (BC + dream)": ctx.dir("dream") / "policy", "BC only": ctx.dir("bc") / "policy"}
+    out = {"demo (BC + dream)": ctx.root / DREAM_POLICY, "BC only": ctx.dir("bc") / "policy"}
     if read_done(ctx.root, "ppo") is not None:
         out["PPO from scratch"] = ctx.dir("ppo") / "policy"
     return out
@@ -75,7 +76,7 @@ def _report(ctx: DemoContext) -> dict[str, Any]:
 def run_demo(preset: str | DemoPreset = "default", device: str = "auto", env: str = "arena",
              name: str | None = None, stage: str | None = None, force: bool = False,
              root: str | Path = "runs", seed: int = 0,
-             on_stage: Callable[[str, str, dict[str, Any]], None] | None = None) -> Path:
+             on_stage: Callable[[str, str, dict[str, Any]], None] | None = None, publish: bool = False) -> Path:
     """Run (or resume) the demo pipeline; returns the path of runs/<name>/report.md.
 
     `on_stage(stage, status, doc)` hears each stage start ("running"), finish ("done" with its done.json,
@@ -106,7 +107,7 @@ def run_demo(preset: str | DemoPreset = "default", device: str = "auto", env: st
                                 f"(seed {old.get('seed')}); use another --name or --force")
     else:
         write_json_atomic(run_json, spec)
-    ctx = DemoContext(root=run, preset=p, env=env, device=dev, seed=seed)
+    ctx = DemoContext(root=run, preset=p, env=env, device=dev, seed=seed, publish=publish)
 
     todo = [stage] if stage is not None else names
     for s in todo:

@@ -41,10 +41,16 @@ class DemoPreset:
     bc_seq_len: int = 8
     bc_lr: float = 2e-3
     dream_updates: int = 8
+    """Actor-critic updates in imagination per epoch of the online loop."""
     dream_batch: int = 8
+    dream_env_steps: int = 4000
+    """Real env steps the online loop collects with the BC-started policy (its whole budget)."""
+    dream_collect_steps: int = 1000
+    """Real steps per epoch of the online loop."""
+    dream_world_updates: int = 50
+    """World-model updates per epoch of the online loop."""
     dream_horizon: int = 8
     dream_sampler_steps: int | None = 1
-    dream_bc_coef: float = 1.0
     ppo_steps: int = 0
     """PPO-from-scratch baseline at this many real env steps (0 = skip; -1 = as many as recorded)."""
     eval_episodes: int = 32
@@ -67,7 +73,8 @@ PRESETS: dict[str, DemoPreset] = {
         name="tiny", frame_size=32, num_envs=2, video_episodes=6, video_max_steps=120, labelled_steps=30,
         lam_steps=20, lam_batch=8, idm_steps=40, latent_batch=16, idm_width=16, world_steps=30, world_batch=8,
         world_size="tiny",
-        bc_steps=40, bc_batch=8, bc_seq_len=8, dream_updates=4, dream_batch=4, dream_horizon=4,
+        bc_steps=40, bc_batch=8, bc_seq_len=8, dream_updates=2, dream_batch=4, dream_horizon=4,
+        dream_env_steps=120, dream_collect_steps=60, dream_world_updates=3,
         dream_sampler_steps=1, eval_episodes=4, eval_max_steps=150, gif_steps=40, dream_gif_steps=8,
         policy={"channels": (16, 32), "hidden": 32, "feature_dim": 64},
     ),
@@ -76,8 +83,9 @@ PRESETS: dict[str, DemoPreset] = {
     "full": DemoPreset(
         name="full", num_envs=32, video_episodes=64, labelled_steps=4000, lam_steps=800, lam_batch=64,
         lam_width=32, idm_steps=2000, latent_batch=64, world_steps=1500, world_batch=32,
-        world_size="diamond", bc_steps=3000, bc_batch=64, bc_seq_len=16, bc_lr=1e-3, dream_updates=60,
-        dream_batch=64, dream_horizon=15, dream_sampler_steps=3, ppo_steps=-1, threads=8,
+        world_size="diamond", bc_steps=3000, bc_batch=64, bc_seq_len=16, bc_lr=1e-3, dream_updates=40,
+        dream_batch=256, dream_horizon=15, dream_sampler_steps=2, dream_env_steps=40_000, dream_collect_steps=5_000,
+        dream_world_updates=300, ppo_steps=-1, threads=8,
     ),
 }
 """`ppo_steps=-1` means: PPO from scratch at the same number of real env steps as the recording used."""

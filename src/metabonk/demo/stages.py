@@ -26,10 +26,14 @@ class DemoContext:
     env: str
     device: str
     seed: int = 0
+    publish: bool = False
+    """Also write the scores to benchmarks/results/eval-demo-<env>-<preset>.json (`metabonk demo --publish`)."""
 
     @property
     def is_arena(self) -> bool:
-        return self.env == "arena"
+        from metabonk.envs import ARENA_CONFIGS
+
+        return self.env in ARENA_CONFIGS
 
     def dir(self, stage: str) -> Path:
         return self.root / stage
@@ -50,8 +54,9 @@ class DemoContext:
 def _record(ctx: DemoContext, out: Path, episodes: int, keep_actions: bool, seed: int,
             max_steps: int | None) -> dict[str, Any]:
     from metabonk.data.record import record_episodes
+    from metabonk.envs.policies import has_scripted
 
-    policy = "scripted" if ctx.is_arena else "random"
+    policy = "scripted" if has_scripted(ctx.env) else "random"
     s = record_episodes(ctx.env, out, episodes, policy=policy, num_envs=ctx.preset.num_envs,
                         size=ctx.preset.frame_size, seed=seed, keep_actions=keep_actions, max_steps=max_steps,
                         show_progress=not ctx.quiet)
@@ -214,19 +219,34 @@ def stage_bc(ctx: DemoContext) -> dict[str, Any]:
     return {"policy": str(out), "seconds": time.time() - t0}
 
 
+DREAM_POLICY = Path("dream") / "loop" / "agent"
+"""Where the demo's final policy lives under the run folder (the online loop's agent checkpoint)."""
+
+
 def stage_dream(ctx: DemoContext) -> dict[str, Any]:
-    """Actor-critic in the world model's dream, starting from the BC policy (plus BC on real video)."""
-    from metabonk.policy.dream_ac import DreamArgs, train_dream
+    """The online loop started from the BC policy and the demo's world model: a small real-env budget collected
+    with the policy refits the world model (now on real actions and rewards), and the actor-critic trains in
+    imagination between collections."""
+    from metabonk.train.agent_config import loop_config
+    from metabonk.train.online import train_agent
 
     p, d = ctx.preset, ctx.dir("dream")
     t0 = time.time()
-    out = train_dream(DreamArgs(world=str(ctx.dir("world") / "model"), data=str(ctx.video),
-                                out=str(d / "policy"), init=str(ctx.dir("bc") / "policy"),
-                                action_key="action_idm", updates=p.dream_updates, batch_size=p.dream_batch,
-                                horizon=p.dream_horizon, sampler_steps=p.dream_sampler_steps,
-                                bc_coef=p.dream_bc_coef, bc_seq_len=p.bc_seq_len, seed=ctx.seed,
-                                device=ctx.device, quiet=ctx.quiet, save_every=max(p.dream_updates // 4, 1)))
-    return {"policy": str(out), "seconds": time.time() - t0}
+    cfg = loop_config("default", env=ctx.env, out=str(d / "loop"), init=str(ctx.dir("bc") / "policy"),
+                      world_init=str(ctx.dir("world") / "model"), env_steps=p.dream_env_steps,
+                      num_envs=p.num_envs, size=p.frame_size, start_steps=p.dream_collect_steps,
+                      collect_steps=p.dream_collect_steps, world_updates=p.dream_world_updates,
+                      world_batch=p.world_batch, ac_updates=p.dream_updates, ac_batch=p.dream_batch,
+                      sampler_steps=p.dream_sampler_steps, eval_episodes=0, device=ctx.device, seed=ctx.seed,
+                      quiet=ctx.quiet, threads=p.threads, env_kwargs=dict(p.arena) if ctx.is_arena else {},
+                      imagination={"horizon": p.dream_horizon, "return_norm_floor": 0.05})
+    run = train_agent(cfg)
+    import json
+
+    state = json.loads((run / "loop.json").read_text())
+    return {"policy": str(ctx.root / DREAM_POLICY), "epochs": state["epoch"],
+            "real_env_steps": state["curve"][-1]["env_steps"] if state["curve"] else 0,
+            "seconds": time.time() - t0}
 
 
 def stage_ppo(ctx: DemoContext, real_env_steps: int) -> dict[str, Any]:

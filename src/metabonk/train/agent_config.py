@@ -77,7 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # one H200 within one 10-minute call: Arena at 64 px, 100k real steps, the small world model
     "full": {
         "num_envs": 16, "start_steps": 4_000, "collect_steps": 4_000, "world_updates": 300, "world_batch": 64,
-        "first_world_updates": 1_000, "world_lr": 3e-4, "ac_updates": 40, "ac_batch": 256, "ac_lr": 3e-4,
+        "first_world_updates": 500, "world_lr": 3e-4, "ac_updates": 40, "ac_batch": 256, "ac_lr": 3e-4,
         "sampler_steps": 2, "threads": 8, "eval_episodes": 32,
         "imagination": {"return_norm_floor": 0.05},
     },
