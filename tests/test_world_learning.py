@@ -18,6 +18,9 @@ from metabonk.world.synthetic import write_store
 from metabonk.world.train import TrainConfig, train_world
 from metabonk.world.world_model import WorldModel, read_meta
 
+# the module fixture trains 2400 steps (~2-4 min on one free core): room for a busy machine
+pytestmark = pytest.mark.timeout(1500)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -28,9 +31,10 @@ def trained(tmp_path_factory):
     cfg = tiny_config(frame_size=16, num_actions=9, num_context=2)
     cfg.unet = UNetConfig(channels=(32, 32), depths=(1, 1), cond_channels=64, num_groups=8)
     tc = TrainConfig(
-        # 1200 steps left the model at the edge of controllability: over 8 seeds its direction cosine spread from
-        # -0.06 to 0.70 and the test passed or failed with the CPU's float rounding; at 2400 steps two seeds gave
-        # 0.98 / 1.00 and between/redraw 3.6 / 4.5 (benchmarks/results/world-test-spread.jsonl)
+        # 1200 steps left the model at the edge of controllability: over 8 seeds its mean direction cosine spread
+        # from -0.06 to 0.70 and the test passed or failed with the CPU's float rounding; at 2400 steps 8 runs (6
+        # seeds, 1 and 2 threads) gave between/redraw 2.85-4.5 and PSNR above copy-last at every step
+        # (benchmarks/results/world-test-spread.jsonl, benchmarks/wl_probe.py)
         steps=int(os.environ.get("WORLD_TEST_STEPS", "2400")),
         batch=16,
         lr=2e-3,
@@ -60,11 +64,14 @@ def test_beats_copy_last_and_is_controllable(trained) -> None:
     assert res["psnr_db"][0] > res["copy_last_psnr_db"][0] + 1.0, res
     assert all(a > b for a, b in zip(res["psnr_db"], res["copy_last_psnr_db"], strict=True)), res
     con = res["controllability"]
-    # the view moves the way each move action points (as in the real data)
-    assert con["direction_cosine_mean"] > 0.5, con
+    # the view moves the way each move action points (as in the real data): the median over directions, since a
+    # direction seen in only a few held-out windows can score -1 by itself (8 runs at 2400 steps: medians 0.76-1.0,
+    # means 0.56-1.0; at 1200 steps medians down to 0.0 — benchmarks/results/world-test-spread.jsonl)
+    assert float(np.median(list(con["direction_cosine"].values()))) > 0.5, con
     # every action is dreamed with the same noise, so a model blind to actions gives between_action_diff = 0;
     # here new tiles entering the 16-px view are drawn afresh by each noise draw, so a redraw differs a lot too
-    assert con["between_action_diff"] > 0.5 * con["same_action_redraw_diff"], con
+    # (at 2400 steps between/redraw was 2.85-4.5 over 8 runs, at 1200 steps 0.68-1.54: the bar is 2)
+    assert con["between_action_diff"] > 2.0 * con["same_action_redraw_diff"], con
 
 
 def test_resume_continues(trained, tmp_path) -> None:
