@@ -14,7 +14,8 @@ from metabonk.demo.presets import get_preset
 from tests.test_policy_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
-def test_tiny_demo_end_to_end_and_resume(tmp_path) -> None:
+def test_tiny_demo_end_to_end_and_resume(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a demo writes nothing outside its run folder unless asked to publish
     report = run_demo("tiny", device="cpu", root=tmp_path, name="t")
     run = tmp_path / "t"
     assert report == run / "report.md" and report.is_file()
@@ -53,11 +54,14 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path) -> None:
     assert time.time() - t0 < 10
     assert {s: f.stat().st_mtime_ns for s, f in done.items()} == stamps
 
-    # One stage alone: only its marker changes.
-    run_demo("tiny", device="cpu", root=tmp_path, name="t", stage="report")
+    assert not (tmp_path / "benchmarks").exists()
+
+    # One stage alone: only its marker changes; --publish also writes the tracked result file.
+    run_demo("tiny", device="cpu", root=tmp_path, name="t", stage="report", publish=True)
     after = {s: f.stat().st_mtime_ns for s, f in done.items()}
     assert after["report"] != stamps["report"]
     assert all(after[s] == stamps[s] for s in names if s != "report")
+    assert (tmp_path / "benchmarks" / "results" / "eval-demo-arena-tiny.json").is_file()
 
 
 def test_demo_rejects_bad_stage_and_mismatched_run(tmp_path) -> None:

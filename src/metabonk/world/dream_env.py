@@ -94,7 +94,14 @@ class DreamEnv:
         self.elapsed = torch.zeros(frames.shape[0], dtype=torch.long, device=self.device)
         return frames[:, -1], {"step": self.elapsed.clone()}
 
-    def _check_actions(self, actions: torch.Tensor) -> None:
+    def _check_actions(self, actions: torch.Tensor, on_device: bool = False) -> None:
+        """Actions in [0, num_actions). With `on_device` on a GPU the check is queued on the device
+        (`torch._assert_async`) instead of copying min/max to the host, which would stall every dream step; an
+        out-of-range id then fails the next synchronising call with this message. On CPU it is checked here."""
+        if on_device and actions.device.type == "cuda":
+            ok = ((actions >= 0) & (actions < self.num_actions)).all()
+            torch._assert_async(ok, f"DreamEnv.step: actions must be in [0, {self.num_actions})")
+            return
         if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= self.num_actions):
             raise MetabonkError(
                 f"actions must be in [0, {self.num_actions}), got range "
@@ -112,7 +119,7 @@ class DreamEnv:
         a = _as_tensor(actions, self.device, torch.long).reshape(-1)
         if a.shape[0] != self.num_envs:
             raise MetabonkError(f"step got {a.shape[0]} actions for {self.num_envs} envs")
-        self._check_actions(a)
+        self._check_actions(a, on_device=True)
         acts = torch.cat([self.past_actions, a[:, None]], dim=1)
         noise = torch.randn(self.frames[:, 0].shape, device=self.device, generator=self.generator)
         with self._autocast():
