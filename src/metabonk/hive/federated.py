@@ -17,7 +17,7 @@ from metabonk.hive.dungeon_master import Proposal, dream_verdict, llm_proposals,
 from metabonk.hive.evaluate import NicheScore, normalised, resolution
 from metabonk.hive.merge import METHODS, MergeOptions, merge
 from metabonk.hive.niches import Niche, default_niche
-from metabonk.hive.specialist import TrainBudget, dream_specialist, get_trainer
+from metabonk.hive.specialist import TrainBudget, get_trainer
 from metabonk.hive.tau import tau_divergence
 from metabonk.hive.transport import state_bytes, state_from_bytes
 from metabonk.policy.agent import Agent
@@ -70,12 +70,11 @@ class HiveConfig:
         kinds = {default_niche(s, self.size).kind for s in self.specialists}
         if len(kinds) > 1:
             raise MetabonkError("specialists must all be Arena ones or all toy ones (left, right)")
-        if self.trainer == "dream" or self.dm_validate == "dream":
-            # Fail before Ray starts, with the hooks' own message (they raise until issue 17 lands).
-            niche = default_niche(self.specialists[0], self.size)
-            if self.trainer == "dream":
-                dream_specialist({}, b"", niche, self.budget, self.seed)
-            dream_verdict(niche, 1, self.seed)
+        if self.trainer == "dream" and kinds != {"arena"}:
+            raise MetabonkError("the dream trainer needs pixel niches (arena); toy niches train with --trainer ppo")
+        if self.dm_validate == "dream":
+            # Fail before Ray starts, with the hook's own message (dream validation is not wired yet).
+            dream_verdict(default_niche(self.specialists[0], self.size), 1, self.seed)
 
 
 def init_ray(cfg: HiveConfig) -> bool:

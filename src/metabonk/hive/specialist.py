@@ -2,8 +2,8 @@
 
 A trainer is any function `(config, start_bytes, niche, budget, seed) -> (bytes, metrics)` over
 safetensors bytes, so a Ray actor can run it anywhere. `ppo` fine-tunes with the project's recurrent PPO
-(metabonk.policy.ppo) in the niche's real env under its reward profile. `dream` is the slot for the online
-dream loop (issue 17): registered so that `--trainer dream` names a clear missing piece, not a typo.
+(metabonk.policy.ppo) in the niche's real env under its reward profile; `dream` with the online dream loop
+(metabonk.train.online) in the same env and profile, most of its learning in the loop's world model.
 """
 
 from __future__ import annotations
@@ -73,11 +73,28 @@ def ppo_specialist(
 def dream_specialist(
     config: dict[str, Any], start: bytes, niche: Niche, budget: TrainBudget, seed: int
 ) -> tuple[bytes, dict[str, Any]]:
-    """Fine-tuning in the world model's imagination: the hook for the online dream loop (issue 17)."""
-    raise MetabonkError(
-        "the dream specialist trainer needs the online dream loop (issue 17, metabonk.train), not merged yet; "
-        "use --trainer ppo"
-    )
+    """Fine-tune the start policy with the online dream loop (metabonk.train.online) in `niche`'s real env
+    under its reward profile: `budget.total_steps` real steps, the rest learned in the loop's world model."""
+    from metabonk.train.agent_config import loop_config
+    from metabonk.train.online import AgentLoop
+
+    if niche.kind != "arena":
+        raise MetabonkError("the dream trainer needs pixel niches (arena); toy niches train with --trainer ppo")
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="hive-dream-") as tmp:
+        init = Path(tmp) / "init"
+        agent_from(config, start).save(init, meta={"hive": "start"})
+        steps = max(budget.total_steps, 2 * budget.num_envs)
+        cfg = loop_config("default", env=niche.env_name, out=str(Path(tmp) / "run"), init=str(init), seed=seed,
+                          env_steps=steps, num_envs=budget.num_envs, size=niche.size, start_steps=steps // 2,
+                          collect_steps=steps - steps // 2, world_size="tiny", device="cpu", quiet=True,
+                          eval_episodes=0, world_updates=max(10, steps // 20), ac_updates=max(4, steps // 100),
+                          ac_batch=16, sampler_steps=1)
+        loop = AgentLoop(cfg, env=niche.make_env(budget.num_envs, seed))
+        state = loop.run()
+        data = state_bytes(read_state(Path(cfg.out) / "agent"))
+    return data, {"trainer": "dream", "env_steps": loop.env_steps, "epochs": state["epoch"],
+                  "train_s": time.time() - t0, **asdict(budget)}
 
 
 TRAINERS: dict[str, Trainer] = {"ppo": ppo_specialist, "dream": dream_specialist}

@@ -65,7 +65,9 @@ def _check_out(out: Path) -> None:
 class AgentLoop:
     """State of one run; `run()` trains until the real-step budget is spent."""
 
-    def __init__(self, cfg: AgentLoopConfig) -> None:
+    def __init__(self, cfg: AgentLoopConfig, env: Any = None) -> None:
+        """`env`: a ready vector env of `cfg.num_envs` copies honouring the env contract (e.g. the hive's
+        reward-profile wrapper); by default `make_env(cfg.env, ...)`."""
         from metabonk.data.store import EpisodeStore
         from metabonk.envs import make_env, num_actions_of
         from metabonk.policy.agent import Agent
@@ -77,7 +79,8 @@ class AgentLoop:
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, cfg.threads))
         torch.manual_seed(cfg.seed)
-        self.env = make_env(cfg.env, num_envs=cfg.num_envs, size=cfg.size, seed=cfg.seed, **cfg.env_kwargs)
+        self.env = env if env is not None else make_env(cfg.env, num_envs=cfg.num_envs, size=cfg.size,
+                                                        seed=cfg.seed, **cfg.env_kwargs)
         n_actions = num_actions_of(self.env)
         self.out.mkdir(parents=True, exist_ok=True)
         state_file = self.out / LOOP_STATE
