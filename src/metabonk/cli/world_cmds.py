@@ -16,7 +16,7 @@ def train_world_cmd(
     data: Annotated[Path, typer.Option(help="Episode store to train on.")],
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write (and resume from).")],
     steps: Annotated[int, typer.Option(help="Total optimizer steps.")] = 20_000,
-    batch: Annotated[int, typer.Option(help="Windows per step.")] = 32,
+    batch: Annotated[int, typer.Option(help="Windows per step (global under torchrun).")] = 32,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-4,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     actions: Annotated[str, typer.Option(help="real | idm | latent (latent needs --lam).")] = "real",
@@ -29,7 +29,11 @@ def train_world_cmd(
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast of the forward (GPU speed; weights "
                                                       "stay fp32).")] = False,
 ) -> None:
-    """Train the diffusion world model + reward/termination model on an episode store."""
+    """Train the diffusion world model + reward/termination model on an episode store.
+
+    DDP: `torchrun --nproc-per-node N -m metabonk train world ...` trains on N GPUs (or N CPU processes, gloo);
+    --batch is then the global batch, split evenly over the ranks; rank 0 writes the checkpoint.
+    """
     from metabonk.common.checkpoint import check_out_dir
     from metabonk.world.config import diamond_atari_config, tiny_config
     from metabonk.world.train import TrainConfig, train_world

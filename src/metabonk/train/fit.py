@@ -5,6 +5,9 @@ resume from the checkpoint's trainer state), as DIAMOND's `Trainer.train_compone
 
 Metrics stay tensors: each step adds them to device-side sums; the only host sync is one `.tolist()` per log
 interval (`Fitter.log_now`). The clipped gradient norm, the AdamW step and the scheduler do not sync either.
+
+Under `torchrun --nproc-per-node N` `fit` trains data-parallel (`metabonk.train.distributed`): DDP-wrapped
+forward, each rank takes its slice of the same global batch, rank 0 alone writes checkpoints and TensorBoard.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from metabonk.common.checkpoint import load_trainer_state, load_weights
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
 from metabonk.common.logging import ScalarLogger, console, progress_bar
+from metabonk.train import distributed
 
 
 @dataclass
@@ -112,6 +116,10 @@ class Fitter:
         self.last: dict[str, float] = {}
         """The floats of the last log interval (prefix not applied)."""
         self.last_logged_step = -1
+        self.forward_module: nn.Module = model
+        """What `step` calls: the model, or its DistributedDataParallel wrapper (set by `fit` under torchrun)."""
+        self.dist: distributed.DistInfo | None = None
+        """Set under torchrun: `log_now` then averages the metric sums over ranks (one all-reduce)."""
 
     @property
     def ema_model(self) -> nn.Module:
@@ -130,7 +138,7 @@ class Fitter:
     def step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One update on `batch`; returns the step's metrics (tensors, with 'loss' and 'grad_norm')."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast == "bf16"):
-            loss, metrics = self.model(to_device(batch, self.device))
+            loss, metrics = self.forward_module(to_device(batch, self.device))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         out = {"loss": loss.detach(), **metrics}
@@ -163,7 +171,7 @@ class Fitter:
         if not self._sums:
             return None
         groups = list(self._sums.items())
-        flat = torch.cat([total for _, (total, _) in groups]).tolist()  # the one host sync
+        flat = distributed.mean_across(torch.cat([total for _, (total, _) in groups]), self.dist).tolist()  # sync
         totals: dict[str, list[float]] = {}
         i = 0
         for keys, (_, n) in groups:
@@ -238,13 +246,21 @@ def fit(model: nn.Module, sample: Callable[[np.random.Generator], Any], cfg: Fit
     checkpoint directory (`model.save(out, meta=..., trainer_state=...)`, atomic), written every `save_every`
     steps and at the end; with `resume`, a trainer state found there is continued (the model must already have
     its architecture). `trainer_extra` is stored in the trainer state beside the Fitter's; TensorBoard scalars go
-    to `logdir` (default OUT.tb beside the checkpoint), named `prefix` + metric."""
-    device = resolve_device(cfg.device)
+    to `logdir` (default OUT.tb beside the checkpoint), named `prefix` + metric.
+
+    Under torchrun (WORLD_SIZE > 1) every rank draws the same global batch and trains on its slice, the
+    gradients averaged by DDP (so N ranks step as one process on the whole batch would); torch is reseeded per
+    (seed, step, rank) for in-forward noise; rank 0 alone saves (the others wait at a barrier) and logs; a
+    dead or stalled rank ends the others with one MetabonkError line."""
+    info = distributed.setup(cfg.device)
+    device = info.device if info is not None else resolve_device(cfg.device)
+    main = info is None or info.is_main
+    show_progress = show_progress and main
     model.to(device)
     if logdir is None and out is not None:
         logdir = out.parent / f"{out.name}.tb"
-    logger = ScalarLogger(logdir)
-    fitter = Fitter(model, cfg, logger, prefix)
+    logger = ScalarLogger(logdir if main else None)
+    fitter = Fitter(model, cfg, logger if main else None, prefix)
     state = load_trainer_state(out) if resume and out is not None and (out / "config.json").is_file() else None
     rng = np.random.default_rng(cfg.seed)
     if state is not None:
@@ -256,12 +272,17 @@ def fit(model: nn.Module, sample: Callable[[np.random.Generator], Any], cfg: Fit
         else:  # a trainer state written before fit: reseed from the step, as the former trainers did
             torch.manual_seed(cfg.seed + fitter.step_count)
             rng = np.random.default_rng([cfg.seed, fitter.step_count])
+    if info is not None:
+        fitter.forward_module, fitter.dist = distributed.wrap(model, info), info
     # the checkpoint writer moves a log folder inside `out`: flush it before each save
     logs_inside = out is not None and logdir is not None and Path(logdir).resolve().is_relative_to(out.resolve())
     meta = {**meta, "fit": asdict(cfg)}
 
     def save() -> None:
         if out is None:
+            return
+        if not main:
+            distributed.barrier(info)
             return
         if logs_inside:
             logger.close()
@@ -271,20 +292,33 @@ def fit(model: nn.Module, sample: Callable[[np.random.Generator], Any], cfg: Fit
                               trainer_state=trainer_state)
         if on_save is not None:
             on_save(fitter)
+        distributed.barrier(info)
+
+    def next_batch(step_rng: np.random.Generator) -> Any:
+        if info is None:
+            return sample(step_rng)
+        torch.manual_seed(distributed.step_seed(cfg.seed, fitter.step_count, info.rank))
+        return distributed.shard(sample(step_rng), info)
 
     model.train()
     status = ""
-    with progress_bar(name, cfg.steps, disable=not show_progress) as advance:
-        advance(fitter.step_count)
-        while fitter.step_count < cfg.steps:
-            step_rng = np.random.default_rng((cfg.seed, fitter.step_count)) if cfg.rng_per_step else rng
-            fitter.step(sample(step_rng))
-            if fitter.last_logged_step == fitter.step_count:
-                status = f"loss {fitter.last['loss']:.4f}"
-            if fitter.step_count % cfg.save_every == 0 and fitter.step_count < cfg.steps:
-                save()
-            advance(1, status=status)
-    save()
+    try:
+        with progress_bar(name, cfg.steps, disable=not show_progress) as advance:
+            advance(fitter.step_count)
+            while fitter.step_count < cfg.steps:
+                step_rng = np.random.default_rng((cfg.seed, fitter.step_count)) if cfg.rng_per_step else rng
+                fitter.step(next_batch(step_rng))
+                if fitter.last_logged_step == fitter.step_count:
+                    status = f"loss {fitter.last['loss']:.4f}"
+                if fitter.step_count % cfg.save_every == 0 and fitter.step_count < cfg.steps:
+                    save()
+                advance(1, status=status)
+        save()
+    except RuntimeError as e:  # gloo/NCCL report a dead peer or a timeout as RuntimeError (DistBackendError)
+        if info is None:
+            raise
+        logger.close()
+        raise distributed.failure(info, fitter.step_count, e) from e
     logger.close()
     if fitter.last and show_progress:
         last = fitter.last["loss"]

@@ -1,5 +1,6 @@
 """Trainer of the world model: the shared `fit` loop on denoising + reward/termination losses (AdamW, warm-up,
-EMA weights in the checkpoint), resumable, logged."""
+EMA weights in the checkpoint), resumable, logged. Under `torchrun --nproc-per-node N` it trains
+data-parallel: `TrainConfig.batch` is then the global batch, split evenly over the ranks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from metabonk.common.checkpoint import load_trainer_state, read_config
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
+from metabonk.train import distributed
 from metabonk.train.fit import FitConfig, fit
 from metabonk.world.config import WorldConfig, diamond_atari_config, scale_sigmas
 from metabonk.world.data import WindowData, latent_action_labels
@@ -27,6 +29,7 @@ class TrainConfig:
     steps: int = 20_000
     """Total optimizer steps (resume continues up to this)."""
     batch: int = 32
+    """Windows per optimizer step (the global batch under torchrun: it must divide by the number of ranks)."""
     lr: float = 1e-4
     weight_decay: float = 1e-2
     warmup_steps: int = 100
@@ -95,7 +98,10 @@ def train_world(
 
     tc = train or TrainConfig()
     out = Path(out)
-    device = resolve_device(tc.device)
+    info = distributed.setup(tc.device)  # None unless launched by torchrun
+    device = info.device if info is not None else resolve_device(tc.device)
+    if info is not None and tc.batch % info.world_size:
+        raise MetabonkError(f"--batch {tc.batch} must divide by the {info.world_size} ranks (it is the global batch)")
     torch.manual_seed(tc.seed)
     store = EpisodeStore.open(data_dir)
     train_eps, _ = store.split(tc.holdout, seed=tc.seed)
