@@ -139,6 +139,40 @@ def test_a_dead_rank_ends_the_other_with_one_line_and_the_checkpoint_survives(tm
     assert np.isfinite(_flat(model)).all()
 
 
+def test_train_world_under_torchrun_writes_one_checkpoint_that_resumes_alone(tmp_path: Path) -> None:
+    from metabonk.world.synthetic import write_store
+    from metabonk.world.world_model import WorldModel, read_meta
+
+    write_store(tmp_path / "store", episodes=6, size=16, max_steps=40, seed=0)
+    args = ["-m", "metabonk", "train", "world", "--data", str(tmp_path / "store"), "--out", str(tmp_path / "ckpt"),
+            "--size", "tiny", "--batch", "8", "--device", "cpu", "--lr", "0.05"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "METABONK_DDP_TIMEOUT_S": "30", "PYTHONPATH": str(ROOT)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                "127.0.0.1", "--master-port", str(_free_port())]
+    r = subprocess.run([*torchrun, *args, "--steps", "4"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "ckpt.tb", "store"]  # rank 0 alone wrote
+    assert read_meta(tmp_path / "ckpt")["step"] == 4
+    trained = WorldModel.load(tmp_path / "ckpt")
+    torch.manual_seed(0)
+    init = WorldModel(trained.config)
+    assert np.abs(_flat(trained) - _flat(init)).max() > 1e-4  # the weights moved from a seed-0 init
+    # the 2-rank checkpoint resumes in one process (a global batch of 8, now whole on one rank)
+    r = subprocess.run([sys.executable, *args, "--steps", "6"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert read_meta(tmp_path / "ckpt")["step"] == 6
+    # a global batch that does not split evenly: one error line from each rank, non-zero exit
+    r = subprocess.run([*torchrun, *args, "--steps", "8", "--batch", "7"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    # each rank prints its one line first; what follows is torchrun's own summary of the failed workers
+    first = r.stderr.splitlines()[:2]
+    assert all(line.startswith("error: --batch 7 must divide by the 2 ranks") for line in first), r.stderr[-3000:]
+    assert read_meta(tmp_path / "ckpt")["step"] == 6  # the checkpoint is untouched
+
+
 if __name__ == "__main__":  # one rank of the tests above
     from metabonk.common.errors import MetabonkError
 
