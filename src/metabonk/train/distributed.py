@@ -9,6 +9,7 @@ written here, because DDP leaves both to the caller.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,6 +43,8 @@ class DistInfo:
 
 
 _INFO: DistInfo | None = None
+_FAILED = False
+"""Set once a collective failed: the group is then left to the process exit (destroying it could block)."""
 
 
 def launched() -> bool:
@@ -78,13 +81,14 @@ def setup(device: str = "auto") -> DistInfo | None:
             raise MetabonkError(f"rank {rank}: could not join the {world}-process group: "
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     _INFO = DistInfo(rank, world, local, dev)
+    atexit.register(teardown)  # leave the group cleanly at exit (NCCL warns about a group never destroyed)
     return _INFO
 
 
 def teardown() -> None:
     """Leave the process group (idempotent)."""
     global _INFO
-    if dist.is_initialized():
+    if dist.is_initialized() and not _FAILED:
         dist.destroy_process_group()
     _INFO = None
 
@@ -137,6 +141,8 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 def failure(info: DistInfo, step: int, err: BaseException) -> MetabonkError:
     """The one-line error a rank raises when a collective fails (another rank died or timed out)."""
+    global _FAILED
+    _FAILED = True
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return MetabonkError(f"rank {info.rank}/{info.world_size}: training stopped at step {step}: another rank died "
                          f"or timed out ({first[:200]}); the last checkpoint is intact")
