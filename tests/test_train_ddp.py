@@ -139,6 +139,16 @@ def test_a_dead_rank_ends_the_other_with_one_line_and_the_checkpoint_survives(tm
     assert np.isfinite(_flat(model)).all()
 
 
+def test_only_transport_errors_count_as_a_dead_rank() -> None:
+    from metabonk.train.distributed import is_peer_failure
+
+    assert is_peer_failure(RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer"))
+    assert is_peer_failure(torch.distributed.DistBackendError("NCCL watchdog timeout"))
+    # a model's own error under DDP keeps its traceback instead of blaming another rank
+    assert not is_peer_failure(RuntimeError("Kernel size can't be greater than actual input size"))
+    assert not is_peer_failure(ValueError("gloo"))
+
+
 def test_train_world_under_torchrun_writes_one_checkpoint_that_resumes_alone(tmp_path: Path) -> None:
     from metabonk.world.synthetic import write_store
     from metabonk.world.world_model import WorldModel, read_meta

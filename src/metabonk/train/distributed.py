@@ -139,6 +139,18 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.default_rng((seed, step, rank)).integers(2**63))
 
 
+_PEER_MARKERS = ("gloo", "nccl", "connection reset", "connection closed", "timed out", "timeout", "broken pipe")
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """Whether `err` is the transport reporting a dead or stalled rank: a DistError, or the RuntimeError that
+    DDP's reducer raises from backward with gloo's or NCCL's message (not a model's own shape or dtype error)."""
+    if isinstance(err, dist.DistError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(m in text for m in _PEER_MARKERS)
+
+
 def failure(info: DistInfo, step: int, err: BaseException) -> MetabonkError:
     """The one-line error a rank raises when a collective fails (another rank died or timed out)."""
     global _FAILED

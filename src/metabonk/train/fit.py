@@ -314,8 +314,8 @@ def fit(model: nn.Module, sample: Callable[[np.random.Generator], Any], cfg: Fit
                     save()
                 advance(1, status=status)
         save()
-    except RuntimeError as e:  # gloo/NCCL report a dead peer or a timeout as RuntimeError (DistBackendError)
-        if info is None:
+    except RuntimeError as e:
+        if info is None or not distributed.is_peer_failure(e):  # a model's own error stays as it was
             raise
         logger.close()
         raise distributed.failure(info, fitter.step_count, e) from e
