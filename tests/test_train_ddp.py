@@ -61,7 +61,8 @@ def _train(out: Path, steps: int, save_every: int, die_at: int = -1, resume: boo
 
     SCALAR_SINKS.append(sink)
     try:
-        model = fit(_model(), draw, _cfg(steps, save_every), out, meta={}, resume=resume, show_progress=False)
+        model = fit(_model(), draw, _cfg(steps, save_every), out, meta={}, resume=resume, show_progress=False,
+                    ddp_find_unused=False)
     finally:
         SCALAR_SINKS.remove(sink)
     return _flat(model), losses
@@ -181,6 +182,20 @@ def test_train_world_under_torchrun_writes_one_checkpoint_that_resumes_alone(tmp
     first = r.stderr.splitlines()[:2]
     assert all(line.startswith("error: --batch 7 must divide by the 2 ranks") for line in first), r.stderr[-3000:]
     assert read_meta(tmp_path / "ckpt")["step"] == 6  # the checkpoint is untouched
+
+
+def test_train_policy_bc_under_torchrun(tmp_path: Path) -> None:
+    """BC's agent leaves its card head without gradient on most batches: DDP must allow unused parameters."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "METABONK_DDP_TIMEOUT_S": "30", "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "metabonk", "record", "arena", "--out", str(tmp_path / "store"), "--policy",
+                    "random", "--episodes", "4", "--num-envs", "4", "--max-steps", "60", "--size", "64", "--device",
+                    "cpu", "--seed", "0"], env=env, check=True, capture_output=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                        "127.0.0.1", "--master-port", str(_free_port()), "-m", "metabonk", "train", "policy",
+                        "--algo", "bc", "--data", str(tmp_path / "store"), "--out", str(tmp_path / "bc"), "--steps",
+                        "6", "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert load_trainer_state(tmp_path / "bc")["step"] == 6
 
 
 if __name__ == "__main__":  # one rank of the tests above

@@ -93,13 +93,15 @@ def teardown() -> None:
     _INFO = None
 
 
-def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
+def wrap(model: nn.Module, info: DistInfo, find_unused: bool = True) -> nn.Module:
     """`model` (already on `info.device`, weights loaded) wrapped in DistributedDataParallel: gradients are
-    averaged across ranks in backward, and rank 0's weights are broadcast at construction."""
+    averaged across ranks in backward, and rank 0's weights are broadcast at construction. `find_unused` allows
+    parameters without gradient in a step (the BC agent's card head, on most batches) at the cost of one walk of
+    the autograd graph per step; a model that uses every parameter every step passes False."""
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def barrier(info: DistInfo | None) -> None:

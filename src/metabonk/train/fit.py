@@ -236,7 +236,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def fit(model: nn.Module, sample: Callable[[np.random.Generator], Any], cfg: FitConfig, out: Path | None,
         meta: dict[str, Any], resume: bool = True, show_progress: bool = True, logdir: str | Path | None = None,
         on_save: Callable[[Fitter], None] | None = None, name: str = "train", prefix: str = "",
-        trainer_extra: dict[str, Any] | None = None) -> nn.Module:
+        trainer_extra: dict[str, Any] | None = None, ddp_find_unused: bool = True) -> nn.Module:
     """Train `model` for `cfg.steps` on batches `sample(rng)` and return it in eval mode (with the EMA weights
     when `cfg.ema_decay` > 0).
 
@@ -251,7 +251,8 @@ def fit(model: nn.Module, sample: Callable[[np.random.Generator], Any], cfg: Fit
     Under torchrun (WORLD_SIZE > 1) every rank draws the same global batch and trains on its slice, the
     gradients averaged by DDP (so N ranks step as one process on the whole batch would); torch is reseeded per
     (seed, step, rank) for in-forward noise; rank 0 alone saves (the others wait at a barrier) and logs; a
-    dead or stalled rank ends the others with one MetabonkError line."""
+    dead or stalled rank ends the others with one MetabonkError line. `ddp_find_unused=False` tells DDP that every
+    parameter gets a gradient every step (faster; a model that skips some would then fail at its second step)."""
     info = distributed.setup(cfg.device)
     device = info.device if info is not None else resolve_device(cfg.device)
     main = info is None or info.is_main
@@ -273,7 +274,7 @@ def fit(model: nn.Module, sample: Callable[[np.random.Generator], Any], cfg: Fit
             torch.manual_seed(cfg.seed + fitter.step_count)
             rng = np.random.default_rng([cfg.seed, fitter.step_count])
     if info is not None:
-        fitter.forward_module, fitter.dist = distributed.wrap(model, info), info
+        fitter.forward_module, fitter.dist = distributed.wrap(model, info, ddp_find_unused), info
     # the checkpoint writer moves a log folder inside `out`: flush it before each save
     logs_inside = out is not None and logdir is not None and Path(logdir).resolve().is_relative_to(out.resolve())
     meta = {**meta, "fit": asdict(cfg)}

@@ -136,5 +136,6 @@ def train_world(
                    save_every=tc.save_every, seed=tc.seed, device=tc.device, autocast="bf16" if tc.bf16 else None)
     meta = {"data": str(data_dir), "train_episodes": train_eps, "train": asdict(tc), "ema_decay": tc.ema_decay}
     model = fit(model.to(device), lambda rng: data.sample(tc.batch, rng, tc.terminal_fraction), fc, out, meta,
-                resume=state is not None, show_progress=show_progress, logdir=logdir, name="train world")
+                resume=state is not None, show_progress=show_progress, logdir=logdir, name="train world",
+                ddp_find_unused=False)  # every world-model parameter gets a gradient every step
     return model  # type: ignore[return-value]
