@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from metabonk.policy.agent import Agent
+from metabonk.policy.dream_ac import lambda_returns
 
 
 @dataclass
@@ -38,19 +39,6 @@ class ImaginationConfig:
     """Advantages are divided by max(floor, range): small returns are not blown up. Lower it for games whose
     whole return is far below 1 (Arena's per-tick rewards)."""
     intent: int = 0
-
-
-def lambda_returns(
-    rewards_BH: torch.Tensor, values_BH1: torch.Tensor, cont_BH: torch.Tensor, gamma: float, lam: float
-) -> torch.Tensor:
-    """G_t = r_t + γ c_t [(1-λ) V_{t+1} + λ G_{t+1}], bootstrapped by V_H; `cont` = 0 once the dream ended."""
-    H = rewards_BH.shape[1]
-    out = torch.zeros_like(rewards_BH)
-    nxt = values_BH1[:, H]
-    for t in reversed(range(H)):
-        nxt = rewards_BH[:, t] + gamma * cont_BH[:, t] * ((1 - lam) * values_BH1[:, t + 1] + lam * nxt)
-        out[:, t] = nxt
-    return out
 
 
 class ImaginationActorCritic(nn.Module):

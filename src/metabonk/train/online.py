@@ -173,7 +173,8 @@ class AgentLoop:
         if self.data is None:
             self.data = WindowData(self.store, eps, self._num_context())
         else:
-            self.data.extend(self.store, [e for e in eps if e not in set(self.data.episodes)])
+            held = set(self.data.episodes)
+            self.data.extend(self.store, [e for e in eps if e not in held])
         return self.data
 
     def _dream_env(self) -> Any:
