@@ -59,10 +59,11 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     return cls(**kwargs)
 
 
-def check_out_dir(out: str | Path, *inputs: str | Path | None) -> Path:
+def check_out_dir(out: str | Path, *inputs: str | Path | None, markers: tuple[str, ...] = (CONFIG,)) -> Path:
     """Refuse a checkpoint --out that holds the user's files: the current directory or one above it, a
     folder that contains an input (the episode store, a checkpoint read), a file, or a non-empty folder that
-    is not a MetaBonk checkpoint. Returns `out` unchanged."""
+    is not a MetaBonk checkpoint (holds none of `markers`; a run folder passes its own). Returns `out`
+    unchanged."""
     target = Path(out).resolve()
     if Path.cwd().resolve().is_relative_to(target):
         raise MetabonkError(f"--out {out} is the current directory or one above it: name a new checkpoint "
@@ -71,13 +72,13 @@ def check_out_dir(out: str | Path, *inputs: str | Path | None) -> Path:
         if p is None:
             continue
         inp = Path(p).resolve()
-        if inp == target and (target / CONFIG).is_file():
+        if inp == target and any((target / m).exists() for m in markers):
             continue  # continuing a checkpoint in place is an atomic replace, not a loss
         if inp.is_relative_to(target):
             raise MetabonkError(f"--out {out} contains the input {p}: name a new checkpoint directory")
     if target.exists() and not target.is_dir():
         raise MetabonkError(f"--out {out} exists and is not a directory")
-    if target.is_dir() and not (target / CONFIG).is_file():
+    if target.is_dir() and not any((target / m).exists() for m in markers):
         foreign = sorted(e.name for e in target.iterdir() if e.name not in LOG_DIRS)
         if foreign:
             raise MetabonkError(f"--out {out} is a non-empty directory that is not a MetaBonk checkpoint "

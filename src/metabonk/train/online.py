@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metabonk.common.checkpoint import load_trainer_state
+from metabonk.common.checkpoint import check_out_dir, load_trainer_state
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
 from metabonk.common.logging import ScalarLogger, console, progress_bar
@@ -52,16 +52,6 @@ def world_config_for(cfg: AgentLoopConfig, num_actions: int) -> Any:
                        reward_channels=(16, 32, 32), reward_hidden=128)
 
 
-def _check_out(out: Path) -> None:
-    """A run folder is new, empty, or an earlier run of this loop: never someone else's files."""
-    if out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
-        raise MetabonkError(f"--out {out} is the working directory or above it; give a new folder for the run")
-    if out.exists() and not out.is_dir():
-        raise MetabonkError(f"--out {out} is a file; give a folder for the run")
-    if out.is_dir() and any(out.iterdir()) and not (out / LOOP_STATE).is_file() and not (out / "replay").is_dir():
-        raise MetabonkError(f"--out {out} is a non-empty folder that holds no agent run; give a new folder")
-
-
 class AgentLoop:
     """State of one run; `run()` trains until the real-step budget is spent."""
 
@@ -74,7 +64,8 @@ class AgentLoop:
         from metabonk.policy.config import config_for_env
 
         self.cfg, self.out = cfg, Path(cfg.out)
-        _check_out(self.out)
+        # a run folder is new, empty, or an earlier run of this loop (killed runs may hold only replay/)
+        check_out_dir(self.out, cfg.init, cfg.world_init, markers=(LOOP_STATE, "replay"))
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, cfg.threads))
