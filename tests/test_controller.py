@@ -21,7 +21,7 @@ from metabonk.planner.experiment import ARENA_OVERRIDES
 from metabonk.planner.planner import Planner, PlannerConfig
 from metabonk.policy.agent import Agent
 from metabonk.policy.config import PolicyConfig
-from metabonk.two_systems import TwoSystemController, run_two_systems
+from metabonk.two_systems import SafetyConfig, TwoSystemController, run_two_systems
 from tests.test_policy_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
@@ -78,7 +78,9 @@ def test_planner_intent_reaches_the_agent() -> None:
 
     agent.act = spy  # type: ignore[method-assign]
     ap = AsyncPlanner(Planner(FakeClient("fight_boss"), config=PlannerConfig(samples=1)), period_s=0.2)
-    ctrl = TwoSystemController(agent, ap, greedy=False)
+    # the raw path, without the safety layer (its projection would map fight_boss to kite before the first boss:
+    # tests/test_intent_monitor.py checks that)
+    ctrl = TwoSystemController(agent, ap, greedy=False, safety=SafetyConfig.off())
     res = run_two_systems(agent, ap, episodes=1, seed=1, max_steps=120, controller=ctrl)
     want = INTENTS.index("fight_boss")
     assert res["intents_applied"] >= 1 and res["intent_ticks"].get("fight_boss", 0) > 0

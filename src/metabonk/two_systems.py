@@ -5,21 +5,33 @@ Each tick `TwoSystemController` builds a `GameSummary` from Arena's state (`summ
 polls `AsyncPlanner.tick` for the current intent and passes it to `Agent.act`. When the level-up menu
 opens it asks System 2 for a card (the policy's own pick as fallback) and, while the game is paused,
 sends no-op moves until the answer lands; after `card_wait_ticks` the policy picks instead.
+
+The risk layer sits between the two (`SafetyConfig`): System 2's intent is first mapped to the nearest
+feasible one (`planner.intent_monitor.project`), the loop guard may force another intent or send escape
+moves (`planner.loop_detector`), and the intent monitor checks that System 1 shows the intent's behavioural
+signature within a deadline, writing mismatches to a store and the playbook. Their counters join `stats()`.
+`ScriptedSystem1` plays any batched Arena policy (the scripted expert by default) behind System 1's interface.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from metabonk.common.intents import INTENTS
-from metabonk.envs.arena.spec import TICKS_PER_SECOND, UPGRADES, StateView
-from metabonk.envs.torch_obs import obs_to_torch
+from metabonk.envs.arena.spec import MOVE_ACTIONS, TICKS_PER_SECOND, UPGRADES, StateView
+from metabonk.envs.torch_obs import Obs, obs_to_torch
 from metabonk.planner.async_planner import AsyncPlanner
+from metabonk.planner.intent_monitor import IntentMonitor, MonitorConfig
+from metabonk.planner.loop_detector import LoopBreak, LoopConfig, LoopGuard
+from metabonk.planner.playbook import PlaybookStore
 from metabonk.planner.summary import GameSummary, summaries_from_state
 from metabonk.policy.agent import Agent
 
@@ -27,19 +39,80 @@ WAIT_ACTION = 0
 """A movement action (stand); it does nothing while the menu is open, so it waits for System 2."""
 
 
+@dataclass
+class SafetyConfig:
+    """The risk layer between System 2 and System 1; None / False turns a part off."""
+
+    loop: LoopConfig | None = field(default_factory=LoopConfig)
+    monitor: MonitorConfig | None = field(default_factory=MonitorConfig)
+    """Signature checks and (with `monitor.project`) the safety projection."""
+    mismatch_store: str | Path | None = None
+    """Episode store that receives each mismatched segment (created on the first one)."""
+    playbook: PlaybookStore | None = None
+    """Playbook that receives one entry per intent System 1 does not carry out."""
+
+    @classmethod
+    def off(cls) -> SafetyConfig:
+        return cls(loop=None, monitor=None)
+
+
+@dataclass
+class _ScriptedConfig:
+    image_size: int = 64
+    move_actions: int = MOVE_ACTIONS
+
+
+class ScriptedSystem1:
+    """A batched Arena policy `(obs, info) -> actions [N]` behind the part of Agent's interface the controller
+    uses (intents are ignored; System 2's card override is applied). Default: the scripted expert."""
+
+    def __init__(self, policy: Callable[[dict[str, Any], dict[str, Any] | None], np.ndarray] | None = None,
+                 image_size: int = 64) -> None:
+        from metabonk.envs.arena.policies import ScriptedExpert
+
+        self.policy = policy if policy is not None else ScriptedExpert()
+        self.cfg = _ScriptedConfig(image_size=image_size)
+
+    def eval(self) -> ScriptedSystem1:
+        return self
+
+    def initial_state(self, batch: int, device: torch.device | str | None = None) -> torch.Tensor:
+        return torch.zeros(batch, 1)
+
+    def act(self, obs: Obs, hidden: torch.Tensor, intent: Any = None, menu_open: torch.Tensor | None = None,
+            greedy: bool = True, card_override: torch.Tensor | None = None,
+            ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        np_obs = {"state": obs["state"].cpu().numpy()}
+        info = {"card_options": obs["card_options"].cpu().numpy()} if "card_options" in obs else None
+        action = torch.as_tensor(np.asarray(self.policy(np_obs, info), dtype=np.int64))
+        if menu_open is not None and card_override is not None:
+            pick = menu_open.cpu().bool() & (card_override.cpu() >= 0)
+            action = torch.where(pick, self.cfg.move_actions + card_override.cpu().long(), action)
+        return action, hidden, {}
+
+
+System1 = Agent | ScriptedSystem1
+"""What the controller drives as System 1: the learned policy, or a scripted one (a baseline, a test probe)."""
+
+
 class TwoSystemController:
     """Plays a single-env (num_envs=1) Arena vector env with an Agent and an optional AsyncPlanner."""
 
     def __init__(
         self,
-        agent: Agent,
+        agent: System1,
         planner: AsyncPlanner | None,
         device: torch.device | str = "cpu",
         greedy: bool = True,
         seconds_per_tick: float = 1.0 / TICKS_PER_SECOND,
         card_wait_ticks: int = 30,
+        safety: SafetyConfig | None = None,
     ) -> None:
         self.agent = agent.eval()
+        self.safety = safety if safety is not None else SafetyConfig()
+        self.loop_guard: LoopGuard | None = None
+        self.monitor: IntentMonitor | None = None
+        self.commanded: int | None = None  # System 2's intent before projection and loop breaks
         self.planner = planner
         self.device = torch.device(device)
         self.greedy = greedy
@@ -56,6 +129,8 @@ class TwoSystemController:
         self._seen = self._wait_ticks = self._fallback = self._game_ticks = 0
         self._menu_prev = self._waiting = self._sent_card = False
         self._options: list[str] = []
+        self._last_return = 0.0
+        self._break = LoopBreak()
 
     def reset(self, env: Any) -> None:
         """Start of an episode (and of the run): zero the hidden state and the menu bookkeeping."""
@@ -65,6 +140,14 @@ class TwoSystemController:
         self.hidden = self.agent.initial_state(1, self.device)
         self._menu_prev = self._waiting = self._sent_card = False
         self._wait_ticks = self._game_ticks = 0
+        self._last_return, self._break = 0.0, LoopBreak()
+        sc = self.safety
+        if sc.loop is not None:
+            self.loop_guard = self.loop_guard or LoopGuard(sc.loop, env.config)
+            self.loop_guard.reset()
+        if sc.monitor is not None:
+            self.monitor = self.monitor or IntentMonitor(sc.monitor, env.config, sc.mismatch_store, sc.playbook)
+            self.monitor.reset()
         self.card_wait_ticks = max(1, min(self.card_wait_ticks, env.config.menu_timeout_steps - 2))
 
     def summary(self, obs: dict[str, Any]) -> GameSummary:
@@ -78,10 +161,12 @@ class TwoSystemController:
         summary = None
         if self.planner is not None:
             summary = self.summary(obs)
-            self.intent = self.planner.tick(self._game_ticks * self.seconds_per_tick, summary)
+            self.commanded = self.planner.tick(self._game_ticks * self.seconds_per_tick, summary)
             self._take_decisions()
         if not menu:
             self._game_ticks += 1  # the game is paused while the menu is open
+            self.counts["game_ticks"] += 1
+            self.intent = self._guard(obs, info)
         self.intent_ticks[INTENTS[self.intent] if self.intent is not None else "default"] += 1
         if self.planner is not None and not self._waiting and self.planner.card_pending():
             if self.planner.card_result() is not None:  # an answer after the policy chose: dropped
@@ -89,6 +174,11 @@ class TwoSystemController:
         res = self._card_answer() if menu and self._waiting else None
         override = -1 if res is None else res
         action = self._system1(obs, info, menu, override)
+        if not menu:
+            if self._break.action is not None:
+                action[:] = self._break.action
+            if self.monitor is not None:
+                self.monitor.record_action(int(action[0]))
         if menu and not self._waiting and (not self._menu_prev or self._sent_card):
             self.counts["menus"] += 1  # a new menu (or the next one of queued level-ups)
             if self.planner is not None and summary is not None:
@@ -108,6 +198,22 @@ class TwoSystemController:
         self._menu_prev = menu
         self.tick_s.append(time.perf_counter() - t0)
         return action
+
+    def _guard(self, obs: dict[str, Any], info: dict[str, Any]) -> int | None:
+        """The intent System 1 gets this game tick: System 2's, projected to a feasible one, maybe replaced by
+        the loop guard (whose escape move, if any, replaces System 1's action); the monitor sees the result."""
+        state = np.asarray(obs["state"])[0]
+        intent = self.commanded
+        if self.monitor is not None:
+            intent = self.monitor.project(intent, state)
+        self._break = self.loop_guard.step(state, intent) if self.loop_guard is not None else LoopBreak()
+        if self._break.intent is not None:
+            intent = self._break.intent
+        if self.monitor is not None:
+            ret = float(np.asarray(info.get("episode_return", [0.0]))[0])
+            self.monitor.observe(np.asarray(obs["pixels"])[0], state, intent, ret - self._last_return)
+            self._last_return = ret
+        return intent
 
     def _system1(self, obs: dict[str, Any], info: dict[str, Any], menu: bool, override: int) -> np.ndarray:
         t0 = time.perf_counter()
@@ -169,6 +275,7 @@ class TwoSystemController:
         c = self.counts
         out: dict[str, Any] = {
             "ticks": int(c["ticks"]),
+            "game_ticks": int(c["game_ticks"]),
             "menus": int(c["menus"]),
             "intents_applied": int(c["intents_applied"]),
             "intent_fallbacks": int(c["intent_fallbacks"]),
@@ -182,13 +289,21 @@ class TwoSystemController:
         for name, x in (("tick", tick), ("system1", s1)):
             out[f"{name}_ms_p50"] = float(np.percentile(x, 50)) if len(x) else 0.0
             out[f"{name}_ms_p99"] = float(np.percentile(x, 99)) if len(x) else 0.0
+        if self.loop_guard is not None:
+            lc = self.loop_guard.counts
+            for k in ("loops_detected", "loop_stalls", "loop_cycles", "loop_intent_breaks", "loop_perturbations",
+                      "loop_perturb_ticks", "loops_resolved_by_intent", "loops_resolved_by_perturbation"):
+                out[k] = int(lc[k])
+            out["loops_per_1k_game_ticks"] = 1e3 * lc["loops_detected"] / max(c["game_ticks"], 1)
+        if self.monitor is not None:
+            out.update(self.monitor.stats())
         if self.planner is not None:
             out["planner_counts"] = {k: int(v) for k, v in self.planner.planner.counts.items()}
         return out
 
 
 def run_two_systems(
-    agent: Agent,
+    agent: System1,
     planner: AsyncPlanner | None,
     episodes: int = 1,
     seed: int = 0,
@@ -197,11 +312,12 @@ def run_two_systems(
     greedy: bool = True,
     env_overrides: dict[str, Any] | None = None,
     controller: TwoSystemController | None = None,
+    safety: SafetyConfig | None = None,
 ) -> dict[str, Any]:
     """Play `episodes` Arena games (seeds seed, seed+1, ...) with both systems; per-episode scores + counters."""
     from metabonk.envs.arena import make_arena_env
 
-    ctrl = controller or TwoSystemController(agent, planner, device, greedy=greedy)
+    ctrl = controller or TwoSystemController(agent, planner, device, greedy=greedy, safety=safety)
     env = make_arena_env(1, size=agent.cfg.image_size, seed=seed, **(env_overrides or {}))
     survival: list[int] = []
     returns: list[float] = []
@@ -209,6 +325,8 @@ def run_two_systems(
         for ep in range(episodes):
             obs, info = env.reset(seed=seed + ep)
             ctrl.reset(env)
+            if ctrl.monitor is not None:
+                ctrl.monitor.meta["seed"] = seed + ep
             ret, steps = 0.0, 0
             for steps in range(1, max_steps + 1):  # noqa: B007  (steps is read after the loop)
                 action = ctrl.act(obs, info)
