@@ -12,6 +12,7 @@ from metabonk.cli import (  # noqa: F401  (importing registers each area's verbs
     data_cmds,
     demo_cmds,
     hive_cmds,
+    intent_cmds,
     latent_cmds,
     planner_cmds,
     policy_cmds,

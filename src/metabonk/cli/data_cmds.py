@@ -16,6 +16,7 @@ def record_cmd(
     env: Annotated[str, typer.Argument(help="arena | ale:<Game> (e.g. ale:Pong) | crafter | bridge://HOST:PORT")],
     out: Annotated[Path, typer.Option("--out", help="New episode-store directory to write.")],
     policy: Annotated[str, typer.Option(help="scripted (arena, arena-hard, ale:Pong, ale:Breakout) | "
+                                             "intents (arena: intent expert, stores the intent per step) | "
                                              "random")] = "random",
     episodes: Annotated[int, typer.Option(help="Number of finished episodes to record.")] = 10,
     no_actions: Annotated[bool, typer.Option("--no-actions", help="Drop actions (video-like data).")] = False,

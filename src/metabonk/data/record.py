@@ -59,6 +59,11 @@ def record_episodes(
         names = getattr(env, "action_meanings", None)
         if names is not None:
             meta["action_meanings"] = list(names)
+        step_extras = getattr(act, "step_extras", None)  # e.g. the intent expert's commanded intents
+        if step_extras is not None:
+            from metabonk.common.intents import INTENTS
+
+            meta["intents"] = list(INTENTS)
         obs, info = env.reset(seed=seed)
         frame_size = int(np.asarray(_np(obs["pixels"])).shape[1])  # what the game really renders
         store = EpisodeStore.create(out, env_spec, n_actions, frame_size, meta=meta)
@@ -72,9 +77,10 @@ def record_episodes(
             try:
                 while not rec.done:
                     actions = act(obs, info)
+                    extra = step_extras() if step_extras is not None else None
                     next_obs, reward, terminated, truncated, info = env.step(actions)
                     step = (_np(reward), _np(terminated), _np(truncated))
-                    new = rec.add(_to_numpy(obs), actions, *step, _info_numpy(info))  # type: ignore[arg-type]
+                    new = rec.add(_to_numpy(obs), actions, *step, _info_numpy(info), extra)  # type: ignore[arg-type]
                     obs = next_obs
                     steps += num_envs
                     if new:

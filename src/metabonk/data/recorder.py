@@ -28,6 +28,7 @@ class _Buffer:
         self.terminated: list[bool] = []
         self.truncated: list[bool] = []
         self.extra: dict[str, list[Any]] = {}
+        self.step_arrays: dict[str, list[Any]] = {}
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -85,8 +86,10 @@ class EpisodeRecorder:
         terminated: np.ndarray,
         truncated: np.ndarray,
         info: dict[str, Any],
+        extra: dict[str, np.ndarray] | None = None,
     ) -> list[int]:
-        """Record one vector step; returns the store indices of episodes finished by it."""
+        """Record one vector step; returns the store indices of episodes finished by it. `extra` holds per-step
+        arrays [N] stored under their own names (e.g. the commanded `intent`)."""
         pixels = np.asarray(obs["pixels"])
         if pixels.shape[0] != self.num_envs:
             raise MetabonkError(f"recorder expects {self.num_envs} envs, got obs for {pixels.shape[0]}")
@@ -116,6 +119,8 @@ class EpisodeRecorder:
             b.truncated.append(bool(truncated[i]))
             for k in self.info_keys:
                 b.extra.setdefault(k, []).append(np.asarray(info[k])[i])
+            for k, v in (extra or {}).items():
+                b.step_arrays.setdefault(k, []).append(np.asarray(v)[i])
             if done[i]:
                 assert final is not None
                 fstate = final.get("state") if state is not None else None
@@ -155,6 +160,8 @@ class EpisodeRecorder:
             ep["state"] = np.stack([*b.states, np.asarray(last_state, np.float32)])
         for k, vals in b.extra.items():
             ep[f"info_{k}"] = np.asarray(vals)
+        for k, vals in b.step_arrays.items():
+            ep[k] = np.asarray(vals)
         meta = {**self.meta, "env_index": i, "env_episode": self._episode_counter[i]}
         self._episode_counter[i] += 1
         index = self.store.append(ep, meta=meta)

@@ -13,6 +13,7 @@ STEP_KEYS: dict[str, type] = {
     "truncated": np.bool_,
     "action_idm": np.int64,
     "action_idm_conf": np.float32,
+    "intent": np.int64,
 }
 """Known per-step keys (length T) and the dtype they are stored as."""
 

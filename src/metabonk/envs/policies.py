@@ -2,7 +2,8 @@
 
 "random" works for every env; "scripted" is the env's expert: the Arena ScriptedExpert on "arena" and its
 named configurations (e.g. "arena-hard"), the RAM-reading ball trackers on "ale:Pong" and "ale:Breakout"
-(metabonk.envs.ale_experts); elsewhere it is an error.
+(metabonk.envs.ale_experts); elsewhere it is an error. "intents" (Arena only) is the intent expert under a
+random intent schedule; its `step_extras()` give the commanded intent per step, which recording stores.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from metabonk.common.errors import MetabonkError
 from metabonk.envs import num_actions_of
 
 Policy = Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]
-POLICIES: tuple[str, ...] = ("random", "scripted")
+POLICIES: tuple[str, ...] = ("random", "scripted", "intents")
 
 
 class UniformRandomPolicy:
@@ -48,6 +49,10 @@ def _as_int64(policy: Any) -> Policy:
 def _arena_policy(name: str, env: VectorEnv, seed: int) -> Policy:
     from metabonk.envs.arena.policies import RandomPolicy, ScriptedExpert
 
+    if name == "intents":
+        from metabonk.envs.arena.intent_expert import ScheduledIntentExpert
+
+        return ScheduledIntentExpert(env.num_envs, config=getattr(env, "config", None), seed=seed)
     if name == "scripted":
         # the expert reads the state layout of the env's own config (e.g. overridden enemy slots)
         return _as_int64(ScriptedExpert(config=getattr(env, "config", None)))
@@ -73,6 +78,8 @@ def get_policy(spec: str, name: str, env: VectorEnv, seed: int = 0) -> Policy:
         raise MetabonkError(f"unknown policy '{name}'; valid: {', '.join(POLICIES)}")
     if _is_arena(spec):
         return _arena_policy(name, env, seed)
+    if name == "intents":
+        raise MetabonkError(f"the intent expert plays Arena only (arena, arena-hard), not '{spec}'")
     if name == "scripted":
         if not has_scripted(spec):
             raise MetabonkError(f"no scripted policy for env '{spec}' (arena, arena-hard, ale:Pong and "

@@ -1,7 +1,9 @@
 """Behaviour cloning of the System 1 agent on labelled or IDM-relabelled episodes (CleanRL-style, one file).
 
 Reads windows of T steps from an EpisodeStore; the label is the true `action` or the IDM's `action_idm`
-(optionally weighted by `action_idm_conf`). Movement labels (< move_actions) train the movement head;
+(optionally weighted by `action_idm_conf`). Where every episode stores the commanded `intent` per step (demos
+of the intent expert), the agent is conditioned on it, so the intent embedding and reflex heads learn; other
+stores train on the default intent. Movement labels (< move_actions) train the movement head;
 card labels (Arena actions 18..20) train the card head. Runs on the shared `metabonk.train.fit` loop: logs
 losses/* and accuracy to TensorBoard, saves a "policy" checkpoint and resumes from it (trainer.pt).
 """
@@ -36,6 +38,9 @@ class BCArgs:
     """'action' (true labels), 'action_idm' (IDM labels) or 'auto' (true labels if every episode has them)."""
     use_confidence: bool = True
     """Weight each IDM-labelled step by its confidence `action_idm_conf`."""
+    intents: str = "auto"
+    """'auto' (the stored per-step `intent` where every episode has it, else the default intent), 'default',
+    or 'shuffled' (stored intents permuted across the batch's windows: a control that carries no intent)."""
     steps: int = 1000
     batch_size: int = 32
     seq_len: int = 16
@@ -60,6 +65,9 @@ def _label_key(store: Any, label: str) -> str:
     return label
 
 
+INTENT_MODES = ("auto", "default", "shuffled")
+
+
 def _fresh_agent(store: Any, args: BCArgs) -> BCAgent:
     n = store.num_actions or 18
     is_arena = store.env_spec.startswith("arena")
@@ -79,7 +87,8 @@ def imitation_loss(agent: Agent, batch: dict[str, torch.Tensor]) -> tuple[torch.
         obs["state"] = batch["state"][:, :T]
     if "info_card_options" in batch:
         obs["card_options"] = batch["info_card_options"]
-    logits, _, cards, _ = agent.forward_sequence(obs)
+    intent = batch["intent"][:, :T] if "intent" in batch else None
+    logits, _, cards, _ = agent.forward_sequence(obs, intent_BT=intent)
     w = batch["label_weight"].float() if "label_weight" in batch else torch.ones_like(y, dtype=torch.float32)
     is_card = y >= cfg.move_actions
     move_w = w * (~is_card).float()
@@ -104,8 +113,8 @@ def imitation_loss(agent: Agent, batch: dict[str, torch.Tensor]) -> tuple[torch.
 
 def bc_batch(raw: dict[str, torch.Tensor], label_key: str, use_confidence: bool) -> dict[str, torch.Tensor]:
     """A store window batch as `imitation_loss` reads it: `label_key` becomes 'label', and the IDM's confidence
-    'label_weight' when `use_confidence`."""
-    batch = {k: v for k, v in raw.items() if k in ("obs", "state", "info_card_options")}
+    'label_weight' when `use_confidence`; a stored `intent` conditions the agent."""
+    batch = {k: v for k, v in raw.items() if k in ("obs", "state", "info_card_options", "intent")}
     batch["label"] = raw[label_key]
     if use_confidence and label_key == "action_idm" and "action_idm_conf" in raw:
         batch["label_weight"] = raw["action_idm_conf"]
@@ -143,6 +152,14 @@ def train_bc(args: BCArgs) -> Path:
         raise MetabonkError(f"{args.data}: no episode has ≥ {args.seq_len} steps with key(s) {keys}")
     if all("info_card_options" in store.episode_keys(e) for e in eps):
         keys.append("info_card_options")
+    if args.intents not in INTENT_MODES:
+        raise MetabonkError(f"unknown BC intents mode '{args.intents}' (choose {', '.join(INTENT_MODES)})")
+    has_intent = all("intent" in store.episode_keys(e) for e in eps)
+    if args.intents == "shuffled" and not has_intent:
+        raise MetabonkError(f"{args.data}: --intents shuffled needs a store with a per-step 'intent' (record "
+                            "with --policy intents)")
+    if has_intent and args.intents != "default":
+        keys.append("intent")
 
     out = Path(args.out)
     state = load_trainer_state(out) if (out / "config.json").is_file() and args.init is None else None
@@ -160,10 +177,13 @@ def train_bc(args: BCArgs) -> Path:
 
     def sample(rng: np.random.Generator) -> dict[str, torch.Tensor]:
         raw = store.sample_windows(args.batch_size, args.seq_len, rng, keys=keys, episodes=eps)
+        if args.intents == "shuffled":
+            raw["intent"] = raw["intent"][rng.permutation(len(raw["intent"]))]
         return bc_batch({k: torch.as_tensor(v) for k, v in raw.items() if k in keys}, label_key, args.use_confidence)
 
     cfg = FitConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, grad_clip=1.0,
                     log_every=args.log_every, save_every=args.save_every, seed=args.seed, device=args.device)
-    fit(agent, sample, cfg, out, {"algo": "bc", "data": str(args.data), "label": label_key}, resume=resume,
+    fit(agent, sample, cfg, out, {"algo": "bc", "data": str(args.data), "label": label_key,
+                                 "intents": args.intents if "intent" in keys else "default"}, resume=resume,
         show_progress=not args.quiet, logdir=f"{out}.tb", name="bc", trainer_extra={"algo": "bc"})
     return out

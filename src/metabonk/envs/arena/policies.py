@@ -74,47 +74,69 @@ class ScriptedExpert:
     def __call__(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> np.ndarray:
         st = np.asarray(obs["state"], dtype=np.float32)
         view = StateView(st, self.cfg)
-        n = st.shape[0]
-        c, A = self.cfg, self.cfg.arena_size
+        nearest = nearest_enemy_distance(view)
+        desire = self.kite_push(view, self.danger_radius) + self.wall_push(view)
+        desire += self.gem_pull(view, nearest, self.gem_weight, self.gem_safe_distance)
+        threat = nearest < self.cfg.enemy_radius + self.cfg.player_radius + 0.6
+        return self.act_on(view, info, desire, threat)
+
+    # ---- the steering terms, each [N, 2] in world axes (IntentExpert weighs them per row) --------------
+    def kite_push(self, view: StateView[np.ndarray], danger_radius: float | np.ndarray) -> np.ndarray:
+        """Away from the nearest enemies: strongly inside `danger_radius` (doubled for bosses; a scalar or one
+        per row), weakly (1/distance) beyond; elites and bosses weigh more."""
+        rel = view.enemy_offset
+        dist = np.maximum(view.enemy_distance, 0.3)
+        elite, boss = view.enemy("elite"), view.enemy("boss")
+        weight = (1.0 + 1.5 * elite + 4.0 * boss) * view.enemy_valid
+        radius = np.asarray(danger_radius, dtype=np.float32).reshape(-1, 1)
+        close = np.clip(radius * (1 + boss) - dist, 0.0, None)
+        push = -(rel / dist[..., None]) * (weight * (close + 0.5 / dist))[..., None]
+        return push.sum(1)
+
+    def wall_push(self, view: StateView[np.ndarray]) -> np.ndarray:
+        """Away from walls closer than `wall_margin`, plus a weak pull toward the arena's centre."""
+        pos, A, m = view.position, self.cfg.arena_size, self.wall_margin
+        wall = np.clip(m - pos, 0, None) - np.clip(pos - (A - m), 0, None)
+        return wall * 1.2 + (A / 2 - pos) * 0.02
+
+    def gem_pull(
+        self, view: StateView[np.ndarray], nearest: np.ndarray, weight: float | np.ndarray,
+        safe_distance: float | np.ndarray,
+    ) -> np.ndarray:
+        """Toward the nearest gem with strength `weight`, faded out while an enemy is within `safe_distance`."""
+        g_rel = view.gem_offset[:, 0]
+        g_ok = view.gem_valid[:, 0]
+        safe = np.clip((nearest - safe_distance) / 3.0, 0.0, 1.0)
+        g_dist = np.linalg.norm(g_rel, axis=1) + 1e-6
+        return (g_rel / g_dist[:, None]) * (g_ok * safe * weight)[:, None]
+
+    def act_on(
+        self, view: StateView[np.ndarray], info: dict[str, Any] | None, desire: np.ndarray, dash: np.ndarray,
+        card_chooser: CardChooser | None = None,
+    ) -> np.ndarray:
+        """Flat actions: the move closest to `desire` [N, 2] (stand where it is ~0), dashing where `dash` [N]
+        and the dash is ready; a card where the menu is open (`card_chooser`, else this expert's own)."""
+        n = view.x.shape[0]
         menu = view.menu_open
         actions = np.zeros(n, dtype=np.int64)
         if menu.any():
             cards = _cards(view, info)
-            chooser = self.card_chooser
-            pick = chooser(cards, st) if chooser is not None else priority_cards(cards, st, c)
+            chooser = card_chooser or self.card_chooser
+            pick = chooser(cards, view.x) if chooser is not None else priority_cards(cards, view.x, self.cfg)
             actions[menu] = CARD_BASE + np.asarray(pick, dtype=np.int64)[menu]
-
-        rel = view.enemy_offset
-        dist = np.maximum(view.enemy_distance, 0.3)
-        valid = view.enemy_valid
-        elite, boss = view.enemy("elite"), view.enemy("boss")
-        weight = (1.0 + 1.5 * elite + 4.0 * boss) * valid
-        close = np.clip(self.danger_radius * (1 + boss) - dist, 0.0, None)
-        push = -(rel / dist[..., None]) * (weight * (close + 0.5 / dist))[..., None]
-        desire = push.sum(1)
-
-        pos = view.position
-        m = self.wall_margin
-        wall = np.clip(m - pos, 0, None) - np.clip(pos - (A - m), 0, None)
-        desire += wall * 1.2
-        desire += (A / 2 - pos) * 0.02
-
-        g_rel = view.gem_offset[:, 0]  # the nearest gem
-        g_ok = view.gem_valid[:, 0]
-        nearest = np.where(valid.any(1), np.where(valid, dist, np.inf).min(1), np.inf)
-        safe = np.clip((nearest - self.gem_safe_distance) / 3.0, 0.0, 1.0)
-        g_dist = np.linalg.norm(g_rel, axis=1) + 1e-6
-        desire += (g_rel / g_dist[:, None]) * (g_ok * safe * self.gem_weight)[:, None]
-
-        score = desire @ _DIRS.T
-        move = score.argmax(1) + 1
+        move = (desire @ _DIRS.T).argmax(1) + 1
         idle = np.linalg.norm(desire, axis=1) < 0.05
         move[idle] = 0
-        threat = nearest < c.enemy_radius + c.player_radius + 0.6
-        dash = view.dash_ready & threat & ~idle
-        moves = move + DASH * dash
+        moves = move + DASH * (view.dash_ready & dash & ~idle)
         actions[~menu] = moves[~menu]
         return actions
+
+
+def nearest_enemy_distance(view: StateView[np.ndarray]) -> np.ndarray:
+    """[N] distance to the nearest enemy in world units (inf where none is listed)."""
+    valid = view.enemy_valid
+    dist = np.maximum(view.enemy_distance, 0.3)
+    return np.where(valid.any(1), np.where(valid, dist, np.inf).min(1), np.inf)
 
 
 class RandomPolicy:
