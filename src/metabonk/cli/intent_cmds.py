@@ -75,6 +75,7 @@ def bench_intents_cmd(
         ExpertIntentController,
         IntentController,
         classifier_figures,
+        intent_lift,
         rollout_segments,
         summarize_signatures,
     )
@@ -111,18 +112,23 @@ def bench_intents_cmd(
     apart = sum(v["apart"] for v in sig.values())
     res = {"controller": who, "checkpoint": str(policy) if policy else None, "env": "arena", "episodes": episodes,
            "train_episodes": train_episodes, "seed": seed, "segment_s": segment_s, "segments": len(test.intent),
-           "signatures": sig, "classifier": clf, "intents_apart": apart,
+           "signatures": sig, "lift_sd": intent_lift(test), "classifier": clf, "intents_apart": apart,
            "targets": {"all_apart": apart == len(sig), "classifier_80": clf["accuracy"] >= 0.8}}
     table = Table(title=f"intent signatures ({who}, {episodes} games from seed {seed}, {len(test.intent)} segments)")
     for h in ("intent", "signature", "own mean [95% CI]", "best other [95% CI]", "apart", "recall"):
         table.add_column(h, justify="right")
+    def fmt(r: dict[str, Any]) -> str:
+        if r["mean"] is None:
+            return "-"
+        return f"{r['mean']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+
     for owner, v in sig.items():
-        own = v["by_intent"][owner]
-        other = max((n for n in v["by_intent"] if n != owner), key=lambda n: v["by_intent"][n]["mean"])
-        o = v["by_intent"][other]
-        table.add_row(owner, v["signature"], f"{own['mean']:.2f} [{own['ci95'][0]:.2f}, {own['ci95'][1]:.2f}]",
-                      f"{other} {o['mean']:.2f} [{o['ci95'][0]:.2f}, {o['ci95'][1]:.2f}]",
-                      "yes" if v["apart"] else "no", f"{clf['recall'][owner]:.2f}")
+        others = [n for n in v["by_intent"] if n != owner and v["by_intent"][n]["mean"] is not None]
+        other = max(others, key=lambda n: v["by_intent"][n]["mean"]) if others else None
+        recall = clf["recall"][owner]
+        table.add_row(owner, v["signature"], fmt(v["by_intent"][owner]),
+                      f"{other} {fmt(v['by_intent'][other])}" if other else "-",
+                      "yes" if v["apart"] else "no", "-" if recall is None else f"{recall:.2f}")
     console = Console(soft_wrap=True)
     console.print(table)
     lo, hi = clf["accuracy_ci95"]

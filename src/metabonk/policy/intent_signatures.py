@@ -67,7 +67,8 @@ def segment_features(states_TD: np.ndarray, cfg: ArenaConfig) -> dict[str, float
     is_boss = valid & (view.enemy("boss") > 0.5)
     boss_hp = np.where(is_boss, view.enemy("hp_frac"), np.inf).min(1)
     seen = np.isfinite(boss_hp[1:]) & np.isfinite(boss_hp[:-1])
-    drop = np.where(seen, np.nan_to_num(boss_hp[:-1] - boss_hp[1:], posinf=0.0, neginf=0.0), 0.0)
+    bh = np.where(np.isfinite(boss_hp), boss_hp, 0.0)
+    drop = np.where(seen, bh[:-1] - bh[1:], 0.0)
     boss_dmg = float(np.clip(drop, 0.0, 0.5).sum()) * 100.0 / (ticks / TICKS_PER_SECOND)  # % of its HP per s
     boss_time = float((view.boss_alive & play).sum()) / ticks
     pos = view.position
@@ -213,6 +214,11 @@ def rollout_segments(
 
 
 # ---------------------------------------------------------------------------------------------- figures
+def _num(x: float) -> float | None:
+    """A figure for JSON: None where it is undefined (NaN)."""
+    return float(x) if np.isfinite(x) else None
+
+
 def _game_means(values: np.ndarray, games: np.ndarray) -> np.ndarray:
     ok = np.isfinite(values)
     return np.array([values[ok & (games == g)].mean() for g in np.unique(games[ok])])
@@ -228,12 +234,28 @@ def summarize_signatures(seg: Segments) -> dict[str, Any]:
         for i, name in enumerate(INTENTS):
             m = seg.intent == i
             gm = _game_means(col[m], seg.game[m])
-            per[name] = {"mean": float(gm.mean()) if gm.size else float("nan"),
-                         "ci95": list(bootstrap_ci(gm)) if gm.size else [float("nan")] * 2,
+            per[name] = {"mean": _num(gm.mean()) if gm.size else None,
+                         "ci95": list(bootstrap_ci(gm)) if gm.size else [None, None],
                          "games": int(gm.size), "segments": int((m & np.isfinite(col)).sum())}
         lo = per[owner]["ci95"][0]
-        overlaps = [n for n in INTENTS if n != owner and not lo > per[n]["ci95"][1]]
+        overlaps = [n for n in INTENTS if n != owner and per[n]["ci95"][1] is not None
+                    and (lo is None or not lo > per[n]["ci95"][1])]
         out[owner] = {"signature": feat, "by_intent": per, "apart": not overlaps, "overlapping": overlaps}
+    return out
+
+
+def intent_lift(seg: Segments) -> dict[str, float]:
+    """Per intent: how far it lifts its own signature, in standard deviations over segments: (mean under the
+    intent − mean of the other intents' means) / std of the signature over all segments. ~0 for a policy that
+    ignores its intent."""
+    out: dict[str, float] = {}
+    for owner, feat in SIGNATURES.items():
+        col = seg.features[:, FEATURES.index(feat)]
+        means = [np.nanmean(col[seg.intent == j]) if np.isfinite(col[seg.intent == j]).any() else np.nan
+                 for j in range(len(INTENTS))]
+        others = np.nanmean([m for j, m in enumerate(means) if j != INTENTS.index(owner)])
+        sd = np.nanstd(col)
+        out[owner] = float((means[INTENTS.index(owner)] - others) / sd) if sd > 0 and np.isfinite(others) else 0.0
     return out
 
 
@@ -313,7 +335,7 @@ def classifier_figures(train: Segments, test: Segments) -> dict[str, Any]:
     hit = (pred == test.intent).astype(np.float64)
     conf = np.zeros((len(INTENTS), len(INTENTS)), np.int64)
     np.add.at(conf, (test.intent, pred), 1)
-    recall = {n: float(hit[test.intent == i].mean()) if (test.intent == i).any() else float("nan")
+    recall = {n: float(hit[test.intent == i].mean()) if (test.intent == i).any() else None
               for i, n in enumerate(INTENTS)}
     return {"accuracy": float(hit.mean()), "accuracy_ci95": list(bootstrap_ci(_game_means(hit, test.game))),
             "chance": 1.0 / len(INTENTS), "train_segments": len(train.intent), "test_segments": len(test.intent),
