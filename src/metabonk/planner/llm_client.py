@@ -78,7 +78,8 @@ def make_client(
     n_threads: int = 2,
     gguf: str | None = None,
 ) -> ChatClient:
-    """The embedded SmolLM2 when `llm_url` is None, else an OpenAI-compatible client for that URL."""
+    """The embedded model `gguf` (smollm2 | gemma3 | a path; default DEFAULT_MODEL) when `llm_url` is None,
+    else an OpenAI-compatible client for that URL."""
     if llm_url:
         return OpenAIClient(llm_url, model=model, api_key_env=api_key_env, timeout_s=timeout_s)
     from metabonk.planner.embedded import EmbeddedClient

@@ -1,11 +1,14 @@
 """System 2 decisions: level-up cards and intents from a state summary, retrieved playbook and a chosen route.
 
 Every decision comes back schema-valid: an answer that is malformed, fails or is late is replaced by the
-fallback (the last intent, or the policy's own card) and counted in `Planner.counts`.
+fallback (the last intent, or the policy's own card) and counted in `Planner.counts`. Prompts are bounded
+(planner/context.py): fixed system prompt, running summary, recent events, then the state and the question,
+so the start of the prompt is byte-identical across calls and its KV cache is reused.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -15,6 +18,7 @@ from typing import Any
 from metabonk.common.intents import DEFAULT_INTENT, INTENTS
 from metabonk.planner.chat import ChatClient, LLMError, Message
 from metabonk.planner.consistency import majority
+from metabonk.planner.context import BoundedContext
 from metabonk.planner.playbook import Entry, PlaybookStore
 from metabonk.planner.retrieval import Retriever
 from metabonk.planner.rules import rule_card, rule_intent
@@ -39,6 +43,9 @@ class PlannerConfig:
     """Playbook entries + reflections retrieved into the prompt."""
     max_tokens_direct: int = 16
     max_tokens_cot: int = 96
+    decode: str = "score"
+    """"score": one prompt evaluation ranks the schema's options by log-probability (clients with `choose`,
+    i.e. the embedded model; greedy, so no votes); "generate": grammar-constrained sampling of the JSON."""
     timeout_s: float = 5.0
     """Wall-clock budget of one decision; later answers count as late (enforced by the async controller)."""
     seed: int = 0
@@ -73,6 +80,7 @@ class Planner:
         self.store = store
         self.retriever = retriever
         self.config = config or PlannerConfig()
+        self.memory = BoundedContext()
         self.counts: Counter[str] = Counter()
         self.latencies: list[float] = []
         self._lock = threading.Lock()
@@ -105,7 +113,8 @@ class Planner:
         ctx = self.context(query)
         cot = route == "cot"
         ask = (
-            f"State: {summary.text()}\nPlaybook:\n{_bullets(ctx)}\nCards offered: {', '.join(options)}.\n"
+            f"{self.memory.text()}\nState: {summary.text()}\nPlaybook:\n{_bullets(ctx)}\n"
+            f"Cards offered: {', '.join(options)}.\n"
             + (
                 "Think briefly, then pick the card that best helps survival."
                 if cot
@@ -113,9 +122,11 @@ class Planner:
             )
         )
         schema = card_schema(options, reasoning=cot)
-        answers, err = self._ask(ask, schema, cot, self.config.samples)
-        return self._vote("card", answers, err, options, route, ctx, t0,
-                          fallback=max(0, min(fallback, len(options) - 1)))
+        answers, err = self._ask(ask, schema, cot, self.config.samples, "card", options)
+        d = self._vote("card", answers, err, options, route, ctx, t0,
+                       fallback=max(0, min(fallback, len(options) - 1)))
+        self.memory.add(f"card: level {summary.level} took {d.value}")
+        return d
 
     def choose_intent(
         self, summary: GameSummary, route: str = "direct", last: str = DEFAULT_INTENT
@@ -129,14 +140,18 @@ class Planner:
         ctx = self.context(query)
         cot = route == "cot"
         ask = (
-            f"State: {summary.text()}\nPlaybook:\n{_bullets(ctx)}\nIntents: {', '.join(INTENTS)}.\n"
+            f"{self.memory.text()}\nState: {summary.text()}\nPlaybook:\n{_bullets(ctx)}\n"
+            f"Intents: {', '.join(INTENTS)}.\n"
             "Which intent should the player follow now?"
         )
         samples = self.config.samples if summary.boss else 1
-        answers, err = self._ask(ask, intent_schema(reasoning=cot), cot, samples)
+        answers, err = self._ask(ask, intent_schema(reasoning=cot), cot, samples, "intent", list(INTENTS))
         fallback_name = last if last in INTENTS else DEFAULT_INTENT
-        return self._vote("intent", answers, err, list(INTENTS), route, ctx, t0,
-                          fallback=INTENTS.index(fallback_name))
+        d = self._vote("intent", answers, err, list(INTENTS), route, ctx, t0,
+                       fallback=INTENTS.index(fallback_name))
+        if d.value != last:
+            self.memory.add(f"intent: {last} -> {d.value} at {summary.time_s:.0f}s, threat {summary.threat()}")
+        return d
 
     def _vote(
         self, kind: str, answers: list[dict[str, Any]], err: str | None, names: list[str],
@@ -158,14 +173,21 @@ class Planner:
             self.counts[f"late_{decision_kind}"] += 1
 
     # ---- internals
+    def note(self, event: str) -> None:
+        """Add a game event ("kind: detail") to the bounded context of the next prompts."""
+        self.memory.add(event)
+
     def _ask(
-        self, ask: str, schema: dict[str, Any], cot: bool, samples: int
+        self, ask: str, schema: dict[str, Any], cot: bool, samples: int, field_name: str, options: list[str]
     ) -> tuple[list[dict[str, Any]], str | None]:
         assert self.client is not None
         messages: list[Message] = [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": ask},
         ]
+        choose = getattr(self.client, "choose", None)
+        if self.config.decode == "score" and not cot and choose is not None:
+            return self._score(choose, messages, schema, field_name, options)
         max_tokens = self.config.max_tokens_cot if cot else self.config.max_tokens_direct
         answers: list[dict[str, Any]] = []
         err: str | None = None
@@ -194,6 +216,23 @@ class Planner:
                 self._count("failed_calls")
                 break  # a dead endpoint will not recover within this decision
         return answers, err
+
+    def _score(
+        self, choose: Any, messages: list[Message], schema: dict[str, Any], field_name: str, options: list[str]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One greedy scored choice among `options` (validated like any answer)."""
+        self._count("llm_calls")
+        try:
+            index, _ = choose(messages, field_name, options)
+            answer = parse_answer(json.dumps({field_name: options[index]}), schema)
+        except LLMError as e:
+            self._count("failed_calls")
+            return [], str(e)
+        except InvalidAnswer as e:
+            self._count("invalid_answers")
+            return [], str(e)
+        self._count("valid_answers")
+        return [answer], None
 
     def _count(self, key: str) -> None:
         with self._lock:
