@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from metabonk.cli.app import app, bench_app, playbook_app
@@ -123,6 +124,19 @@ def playbook_revert(
     typer.echo(f"v{head} already equals v{version}" if new == head else f"restored v{version} as v{new}")
 
 
+MODEL_HELP = "Embedded model: smollm2 | gemma3 | a GGUF path (default: the measured best, smollm2)."
+DECODE_HELP = "score (rank the schema's options in one prompt evaluation) | generate (grammar-constrained JSON)."
+
+
+def _check_model(model: str | None, decode: str) -> None:
+    from metabonk.planner.embedded import MODELS
+
+    if model is not None and model not in MODELS and not Path(model).is_file():
+        raise MetabonkError(f"--model must be one of {', '.join(MODELS)} or a GGUF file (got '{model}')")
+    if decode not in ("score", "generate"):
+        raise MetabonkError(f"--decode must be score or generate (got '{decode}')")
+
+
 @bench_app.command("planner")
 def bench_planner(
     seeds: Annotated[int, typer.Option(help="Seeds per condition (>= 16 for the report).")] = 16,
@@ -139,6 +153,8 @@ def bench_planner(
         float | None, typer.Option(help="Stage length in game seconds (default: Arena's).")
     ] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Skip the LLM conditions.")] = False,
+    model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
+    decode: Annotated[str, typer.Option(help=DECODE_HELP)] = "score",
     out: Annotated[Path, typer.Option(help="Result JSON.")] = Path(
         "benchmarks/results/eval-planner-arena.json"
     ),
@@ -147,7 +163,12 @@ def bench_planner(
     """Card choices by System 2 (LLM + playbook, rule route, reflection rounds) vs random cards."""
     from metabonk.planner.experiment import ExperimentConfig, print_report, run_experiment
 
+    _check_model(model, decode)
+    if seeds < 2:
+        raise MetabonkError("--seeds must be at least 2")
     cfg = ExperimentConfig(
+        model=model,
+        decode=decode,
         seeds=seeds,
         rounds=rounds,
         llm_url=llm_url,
@@ -176,12 +197,71 @@ def bench_planner_latency(
     decisions: Annotated[int, typer.Option(help="Card decisions (and as many intent decisions).")] = 30,
     samples: Annotated[int, typer.Option(help="Self-consistency votes per card choice.")] = 1,
     threads: Annotated[int, typer.Option(help="CPU threads of the embedded model.")] = 2,
-    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint; default: embedded SmolLM2.")] = None,
+    llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint; default: embedded model.")] = None,
+    model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
+    decode: Annotated[str, typer.Option(help=DECODE_HELP)] = "score",
+    in_game_s: Annotated[float, typer.Option(
+        help="Also play this many seconds of real-time Arena without and with the async planner.")] = 0.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Result JSON.")] = None,
 ) -> None:
-    """System 2 decision latency (p50/p99) and the share of raw LLM answers that pass schema validation."""
+    """System 2 decision latency (p50/p99), prefix-cache reuse, answer validity and (with --in-game-s) the
+    latency in a running game with System 1's tick rate with and without the planner."""
     from metabonk.bench.planner_latency import run_latency_bench
 
     if decisions < 1:
         raise MetabonkError("--decisions must be at least 1")
-    run_latency_bench(decisions=decisions, samples=samples, threads=threads, llm_url=llm_url, json_path=json_path)
+    if in_game_s < 0:
+        raise MetabonkError("--in-game-s must be >= 0")
+    _check_model(model, decode)
+    run_latency_bench(decisions=decisions, samples=samples, threads=threads, llm_url=llm_url, json_path=json_path,
+                      model=model, decode=decode, in_game_s=in_game_s)
+
+
+planner_app = typer.Typer(help="System 2 tools: representation steering.", no_args_is_help=True)
+app.add_typer(planner_app, name="planner")
+
+
+@planner_app.command("steer")
+def planner_steer(
+    model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
+    strength: Annotated[float, typer.Option(help="Steering strength s: choices are measured at -s, 0, +s.")] = 4.0,
+    prompts: Annotated[int, typer.Option(help="Contrastive prompt pairs for the direction.")] = 16,
+    states: Annotated[int, typer.Option(help="Game states of the fixed evaluation prompt set.")] = 24,
+    vector: Annotated[Path, typer.Option(help="Where the direction is saved (safetensors).")] = Path(
+        "runs/planner/steer-aggressive.safetensors"),
+    reuse: Annotated[bool, typer.Option("--reuse", help="Load --vector instead of computing it.")] = False,
+    threads: Annotated[int, typer.Option(help="CPU threads of the embedded model.")] = 2,
+    out: Annotated[Path, typer.Option(help="Result JSON.")] = Path("benchmarks/results/planner-steer-cpu.json"),
+) -> None:
+    """A cautious <-> aggressive steering direction (RepE) applied as a llama.cpp control vector, and how far it
+    shifts the planner's intents on a fixed prompt set at strengths -s, 0, +s."""
+    import time
+
+    from metabonk.bench.planner_latency import load_average
+    from metabonk.common.results import write_result
+    from metabonk.planner.embedded import EmbeddedClient, find_gguf
+    from metabonk.planner.steering import hidden_direction, load_vector, measure_shift, save_vector, unit_rows
+
+    _check_model(model, "score")
+    if strength <= 0 or prompts < 2 or states < 1:
+        raise MetabonkError("--strength must be > 0, --prompts >= 2 and --states >= 1")
+    gguf = find_gguf(model)
+    t0 = time.perf_counter()
+    if reuse:
+        direction = load_vector(vector)
+    else:
+        direction = hidden_direction(gguf, n_prompts=prompts)
+        save_vector(vector, direction, {"model": gguf.name, "prompts": str(prompts), "sign": "aggressive-cautious"})
+    client = EmbeddedClient(str(gguf), n_threads=threads)
+    if direction.shape != (client.n_layer, client.n_embd):
+        raise MetabonkError(f"{vector} has shape {direction.shape}, {gguf.name} needs "
+                            f"({client.n_layer}, {client.n_embd})")
+    shift = measure_shift(client, unit_rows(direction), [-strength, 0.0, strength], n_states=states)
+    figures = {"model": gguf.name, "vector": str(vector), "prompts": prompts, "states": states,
+               "strength": strength, "strength_unit": "per-layer unit direction x strength",
+               "direction_norm_per_layer": [float(x) for x in np.linalg.norm(direction, axis=1)],
+               "by_strength": shift, "wall_s": time.perf_counter() - t0, "load_average": load_average()}
+    write_result(out, figures)
+    for s, r in shift.items():
+        typer.echo(f"strength {s:>6}: aggressive {r['aggressive_share']:.0%}  cautious {r['cautious_share']:.0%}  "
+                   f"log-odds {r['aggressive_minus_cautious_logodds']:+.2f}  {r['picks']}")

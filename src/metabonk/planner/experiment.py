@@ -1,5 +1,8 @@
 """The card-choice experiment: same scripted movement in Arena, cards chosen by random / rule prior /
-reflected playbook (several rounds) / the LLM planner with playbook; survival and level with 95 % CIs."""
+reflected playbook (several rounds) / the LLM planner with playbook; survival and level with 95 % CIs.
+
+The playbook learns on seeds `seed...`; random, rule and LLM cards are then compared on held-out seeds
+`heldout_seed...` that the playbook never saw, with the LLM's agreement with the rule route per decision."""
 
 from __future__ import annotations
 
@@ -36,6 +39,11 @@ class ExperimentConfig:
     stage_s: float | None = None
     use_llm: bool = True
     logdir: str | None = None
+    model: str | None = None
+    """Embedded model (smollm2 | gemma3 | GGUF path); None: the default."""
+    decode: str = "score"
+    heldout_seed: int = 5000
+    """First seed of the held-out evaluation (random / rule / LLM on seeds the playbook never learned from)."""
 
 
 def run_games(pick: Picker, n: int, seed: int, overrides: dict[str, Any]) -> list[Any]:
@@ -145,7 +153,14 @@ def run_experiment(cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
         figures["conditions"]["playbook_rule_rounds"] = rounds
         figures["playbook_final_version"] = store.head
         if cfg.use_llm:
-            figures["conditions"]["llm_playbook"] = _llm_condition(cfg, store, n, seed, overrides, base)
+            held = cfg.heldout_seed
+            rng_h = np.random.default_rng(held)
+            base_h = run_games(lambda s, o, i: int(rng_h.integers(len(o))), n, held, overrides)
+            heldout: dict[str, Any] = {"seed": held, "random": summarize(base_h)}
+            heldout["rule_prior"] = summarize(run_games(lambda s, o, i: rule_card(o, s, []), n, held, overrides),
+                                              base_h)
+            heldout["llm_playbook"] = _llm_condition(cfg, store, n, held, overrides, base_h)
+            figures["conditions"]["heldout"] = heldout
             advance(status="llm")
     figures["wall_s"] = time.time() - t_start
     logger.close()
@@ -159,15 +174,19 @@ def _llm_condition(
     from metabonk.planner.llm_client import make_client
     from metabonk.planner.planner import Planner, PlannerConfig
     from metabonk.planner.retrieval import Retriever
+    from metabonk.planner.rules import rule_card
 
-    client = make_client(cfg.llm_url, model=cfg.llm_model, n_threads=cfg.n_threads)
-    planner = Planner(client, store=store, retriever=Retriever(), config=PlannerConfig(samples=cfg.samples))
+    client = make_client(cfg.llm_url, model=cfg.llm_model, n_threads=cfg.n_threads, gguf=cfg.model)
+    planner = Planner(client, store=store, retriever=Retriever(),
+                      config=PlannerConfig(samples=cfg.samples, decode=cfg.decode))
     rng = np.random.default_rng(cfg.seed + 1)
     valid: list[bool] = []
+    agree: list[bool] = []
 
     def pick(s: GameSummary, o: list[str], i: int) -> int:
         d = planner.choose_card(s, o, route="direct", fallback=int(rng.integers(len(o))))
         valid.append(0 <= d.index < len(o) and o[d.index] == d.value)
+        agree.append(d.index == rule_card(o, s, []))
         return d.index
 
     stats = run_games(pick, n, seed, overrides)
@@ -183,6 +202,9 @@ def _llm_condition(
             "invalid_answers": int(c["invalid_answers"]),
             "failed_calls": int(c["failed_calls"]),
             "schema_valid_after_fallback_frac": float(np.mean(valid)) if valid else 1.0,
+            "raw_answers_valid_frac": c["valid_answers"] / max(c["llm_calls"], 1),
+            "agreement_with_rule": float(np.mean(agree)) if agree else float("nan"),
+            "decode": cfg.decode,
             "latency_p50_s": float(np.percentile(lat, 50)),
             "latency_p99_s": float(np.percentile(lat, 99)),
             "samples_per_decision": cfg.samples,
@@ -214,11 +236,15 @@ def print_report(figures: dict[str, Any]) -> None:
     row("rule prior", conds["rule_prior"])
     for r in conds["playbook_rule_rounds"]:
         row(f"playbook round {r['round']} (v{r['playbook_version']})", r)
-    if "llm_playbook" in conds:
-        llm = conds["llm_playbook"]
-        row("LLM + playbook", llm)
+    if "heldout" in conds:
+        h = conds["heldout"]
+        row(f"held-out seeds {h['seed']}+: random", h["random"])
+        row("held-out: rule prior", h["rule_prior"])
+        llm = h["llm_playbook"]
+        row("held-out: LLM + playbook", llm)
         t.caption = (
             f"LLM: {llm['decisions']} decisions, {llm['fallbacks']} fallbacks, latency p50 "
-            f"{llm['latency_p50_s']:.2f}s p99 {llm['latency_p99_s']:.2f}s"
+            f"{llm['latency_p50_s']:.2f}s p99 {llm['latency_p99_s']:.2f}s, agrees with the rule route on "
+            f"{llm['agreement_with_rule']:.0%}"
         )
     Console().print(t)
