@@ -110,3 +110,15 @@ def test_classifier_recovers_the_experts_intent_on_held_out_seeds(expert_segment
     test, train = expert_segments
     fig = classifier_figures(train, test)
     assert fig["accuracy"] >= 0.6, fig  # chance is 1/6; 0.72-0.84 at 48 games (docs/intents.md)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["bench", "intents", "--episodes", "1"], "must be ≥ 2"),
+    (["bench", "intents", "/nonexistent-policy"], "not a MetaBonk checkpoint"),
+    (["record", "ale:Pong", "--policy", "intents", "--out", "/tmp/never-written-intents"], "Arena only"),
+])
+def test_intent_verbs_refuse_bad_input_in_one_line(args: list[str], words: str) -> None:
+    from tests.hardening_helpers import assert_one_line_error, run_cli
+
+    code, text = run_cli(args)
+    assert_one_line_error(code, text, words)
