@@ -19,10 +19,10 @@ timeout 100 python3 -m metabonk record arena --out "$work/store" --policy random
   --num-envs "${NUM_ENVS:-128}" --max-steps 450 --size 64 --device "$DEVICE" --seed 0
 t1=$(date +%s)
 # ~10 steps/s at batch 128 on an H100 in bf16 (arena_gpu: 3,908 steps in 370 s); a timeout keeps the last save
-timeout 300 python3 -m metabonk train world --data "$work/store" --out "$work/world" --steps "${STEPS:-2500}" \
+timeout ${TRAIN_S:-300} python3 -m metabonk train world --data "$work/store" --out "$work/world" --steps "${STEPS:-2500}" \
   --batch "${BATCH:-128}" --lr 3e-4 --device "$DEVICE" $([ "$DEVICE" = cpu ] || echo --bf16) --no-resume || echo "train world stopped early"
 t2=$(date +%s)
-timeout 90 python3 -m metabonk eval world "$work/world" --data "$work/store" --device "$DEVICE" \
+timeout 140 python3 -m metabonk eval world "$work/world" --data "$work/store" --device "$DEVICE" \
   --json "$OUT/eval-world-arena-verbs-$label.json"
 t3=$(date +%s)
 echo "record $((t1 - t0)) s, train $((t2 - t1)) s, eval $((t3 - t2)) s"

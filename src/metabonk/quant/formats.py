@@ -74,10 +74,16 @@ def _torchao() -> Any:
     return q
 
 
+def _fp8_granularity(module: nn.Module, per_row: Any, per_tensor: Any) -> Any:
+    """torchao scales fp8 per row only for bf16 weights (measured on an H200: fp32 weights raise); fp32 layers
+    take one scale per tensor."""
+    return per_row() if module.weight.dtype == torch.bfloat16 else per_tensor()
+
+
 def layer_config(recipe: Recipe, module: nn.Module) -> tuple[Any, str] | None:
     """The torchao config for one layer and a short label, or None where the format has no path for it."""
     q = _torchao()
-    from torchao.quantization.granularity import PerAxis, PerGroup, PerRow
+    from torchao.quantization.granularity import PerAxis, PerGroup, PerRow, PerTensor
 
     fmt, wo = recipe.format, recipe.weight_only
     if isinstance(module, nn.Linear):
@@ -90,7 +96,8 @@ def layer_config(recipe: Recipe, module: nn.Module) -> tuple[Any, str] | None:
             return q.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=gran), f"int4 weights ({gran})"
         if fmt == "fp8":
             return (q.Float8WeightOnlyConfig(), "fp8 e4m3 weights") if wo else \
-                (q.Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), "fp8 weights x fp8 activations")
+                (q.Float8DynamicActivationFloat8WeightConfig(granularity=_fp8_granularity(module, PerRow, PerTensor)),
+                 "fp8 weights x fp8 activations")
         if fmt == "nvfp4":
             if k % 16 or n % 16:
                 return None  # NVFP4 blocks are 16 wide on both dims
