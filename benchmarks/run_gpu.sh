@@ -15,4 +15,4 @@ python3 - <<PY
 from metabonk.bench.policy import BenchArgs, main
 main(BenchArgs(device="cuda", json_path="$OUT/policy-h100.json"))
 PY
-# World model speed: python3 -m metabonk.world.arena_gpu / metabonk.bench.world (see docs/world.md).
+# World model speed: metabonk.bench.world; fidelity: benchmarks/run_gpu_world_train.sh (see docs/world.md).

@@ -3,9 +3,8 @@
 # Arena play with the batched env on the GPU (`metabonk record`), train the DIAMOND-size model on the shared
 # fit loop in bf16 (`metabonk train world --bf16`: AdamW, warm-up, EMA 0.999), and evaluate it on the held-out
 # episodes (`metabonk eval world --json`: dream vs copy-last PSNR/SSIM per step, controllability, reward and
-# termination). Its JSON is to replace benchmarks/results/eval-world-arena.json, which the private
-# metabonk.world.arena_gpu wrote; once docs/world.md quotes it, arena_gpu and run_gpu_fused.sh's `fidelity` step
-# can go. Usage: OUT=DIR bash benchmarks/run_gpu_world_train.sh
+# termination). Its JSON, benchmarks/results/eval-world-arena-verbs-h200.json, is the fidelity table of
+# docs/world.md. Usage: OUT=DIR bash benchmarks/run_gpu_world_train.sh
 # (EPISODES, NUM_ENVS, STEPS, BATCH, DEVICE override the defaults; DEVICE=cpu with tiny values is a smoke test.)
 set -euo pipefail
 source "$(dirname "$0")/gpu_env.sh"
@@ -18,7 +17,7 @@ t0=$(date +%s)
 timeout 100 python3 -m metabonk record arena --out "$work/store" --policy random --episodes "${EPISODES:-128}" \
   --num-envs "${NUM_ENVS:-128}" --max-steps 450 --size 64 --device "$DEVICE" --seed 0
 t1=$(date +%s)
-# ~10 steps/s at batch 128 on an H100 in bf16 (arena_gpu: 3,908 steps in 370 s); a timeout keeps the last save
+# 2,500 steps took 235 s on an H200 in bf16; a timeout keeps the last save
 timeout ${TRAIN_S:-300} python3 -m metabonk train world --data "$work/store" --out "$work/world" --steps "${STEPS:-2500}" \
   --batch "${BATCH:-128}" --lr 3e-4 --device "$DEVICE" $([ "$DEVICE" = cpu ] || echo --bf16) --no-resume || echo "train world stopped early"
 t2=$(date +%s)
