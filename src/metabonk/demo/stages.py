@@ -175,18 +175,9 @@ def _idm_accuracy(idm_path: Path, ctx: DemoContext) -> dict[str, float]:
 
 
 def _world_config(p: DemoPreset, num_actions: int) -> Any:
-    from metabonk.world.config import UNetConfig, WorldConfig, diamond_atari_config, tiny_config
+    from metabonk.world.config import sized_world_config
 
-    if p.world_size == "tiny":
-        return tiny_config(frame_size=p.frame_size, num_actions=num_actions, num_context=2)
-    if p.world_size == "diamond":
-        cfg = diamond_atari_config(num_actions)
-        cfg.frame_size = p.frame_size
-        return cfg
-    return WorldConfig(frame_size=p.frame_size, num_context=4, num_actions=num_actions,
-                       unet=UNetConfig(channels=tuple(p.world_channels), depths=(1,) * len(p.world_channels),
-                                       cond_channels=128, num_groups=8),
-                       reward_channels=(16, 32, 32), reward_hidden=128)
+    return sized_world_config(p.world_size, p.frame_size, num_actions, channels=tuple(p.world_channels))
 
 
 def stage_world(ctx: DemoContext) -> dict[str, Any]:

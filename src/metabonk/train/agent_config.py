@@ -100,6 +100,8 @@ def loop_config(preset: str = "default", **overrides: Any) -> AgentLoopConfig:
     for name in ("env_steps", "num_envs", "start_steps", "collect_steps", "world_batch", "ac_batch"):
         if getattr(cfg, name) < 1:
             raise MetabonkError(f"{name} must be ≥ 1, got {getattr(cfg, name)}")
-    if cfg.world_size not in ("tiny", "small", "diamond"):
+    from metabonk.world.config import WORLD_SIZES
+
+    if cfg.world_size not in WORLD_SIZES:
         raise MetabonkError(f"world_size must be tiny, small or diamond, got '{cfg.world_size}'")
     return cfg

@@ -35,21 +35,10 @@ NEVER = 10**12  # Fitter step budgets of the loop's open-ended trainers (the loo
 
 
 def world_config_for(cfg: AgentLoopConfig, num_actions: int) -> Any:
-    """The world model's shape for a fresh run (the demo's sizes)."""
-    from metabonk.world.config import UNetConfig, WorldConfig, diamond_atari_config, tiny_config
+    """The world model's shape for a fresh run (the demo's sizes; the tiny one with a two-level U-Net)."""
+    from metabonk.world.config import sized_world_config
 
-    if cfg.world_size == "tiny":
-        wc = tiny_config(frame_size=cfg.size, num_actions=num_actions, num_context=2)
-        wc.unet = UNetConfig(channels=(32, 32), depths=(1, 1), cond_channels=64, num_groups=8)
-        return wc
-    if cfg.world_size == "diamond":
-        wc = diamond_atari_config(num_actions)
-        wc.frame_size = cfg.size
-        return wc
-    return WorldConfig(frame_size=cfg.size, num_context=4, num_actions=num_actions,
-                       unet=UNetConfig(channels=(16, 32, 32, 64), depths=(1, 1, 1, 1), cond_channels=128,
-                                       num_groups=8),
-                       reward_channels=(16, 32, 32), reward_hidden=128)
+    return sized_world_config(cfg.world_size, cfg.size, num_actions, tiny_channels=(32, 32))
 
 
 class AgentLoop:

@@ -115,3 +115,30 @@ def tiny_config(frame_size: int = 16, num_actions: int = 9, num_context: int = 2
 def diamond_atari_config(num_actions: int = 18) -> WorldConfig:
     """DIAMOND's Atari size: 64x64, 4 context frames, channels 64 at 4 levels, depths 2 (≈4.4M params)."""
     return WorldConfig(frame_size=64, num_context=4, num_actions=num_actions)
+
+
+WORLD_SIZES: tuple[str, ...] = ("tiny", "small", "diamond")
+
+
+def sized_world_config(size: str, frame_size: int, num_actions: int,
+                       channels: tuple[int, ...] = (16, 32, 32, 64),
+                       tiny_channels: tuple[int, ...] | None = None) -> WorldConfig:
+    """A world model by size name, as the demo and the online loop build one: "tiny" (`tiny_config`, optionally
+    with other U-Net channels), "small" (4 context frames, a U-Net of `channels`, one block a level) or "diamond"
+    (`diamond_atari_config` at `frame_size`)."""
+    if size == "tiny":
+        wc = tiny_config(frame_size=frame_size, num_actions=num_actions, num_context=2)
+        if tiny_channels is not None:
+            wc.unet = UNetConfig(channels=tiny_channels, depths=(1,) * len(tiny_channels), cond_channels=64,
+                                 num_groups=8)
+        return wc
+    if size == "diamond":
+        wc = diamond_atari_config(num_actions)
+        wc.frame_size = frame_size
+        return wc
+    if size != "small":
+        raise ValueError(f"unknown world size '{size}' (known: {', '.join(WORLD_SIZES)})")
+    return WorldConfig(frame_size=frame_size, num_context=4, num_actions=num_actions,
+                       unet=UNetConfig(channels=channels, depths=(1,) * len(channels), cond_channels=128,
+                                       num_groups=8),
+                       reward_channels=(16, 32, 32), reward_hidden=128)
