@@ -162,3 +162,35 @@ def test_signatures_on_synthetic_windows() -> None:
     assert not signature_met("fight_boss", StateView(state, cfg), StateView(state, cfg), c)[0]  # no boss to hit
     with pytest.raises(ValueError, match="unknown intent"):
         signature_met("dance", StateView(state, cfg), StateView(state, cfg), c)
+
+
+def test_play_agent_writes_the_safety_counters(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from metabonk.cli import app
+
+    out, ms = tmp_path / "play.json", tmp_path / "ms"
+    args = ["play", "agent", "expert", "--planner", "rule", "--max-steps", "300", "--json", str(out),
+            "--mismatch-store", str(ms), "--playbook", str(tmp_path / "pb.sqlite")]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "loops detected" in result.output and "intent windows checked" in result.output
+    doc = json.loads(out.read_text())["results"]
+    assert doc["ticks"] == 300 and 0 < doc["game_ticks"] <= 300 and doc["loops_detected"] == 0
+    assert doc["intent_windows"] + doc["intent_windows_cut"] >= 1 and doc["intent_projections"] >= 0
+    assert len(EpisodeStore.open(ms)) == doc["intent_mismatches"]  # the store exists from the start
+
+
+@pytest.mark.parametrize("extra", [["--mismatch-store", "BAD"], ["--no-safety", "--playbook", "x.sqlite"]])
+def test_play_agent_bad_safety_options_are_one_line_errors(tmp_path: Path, extra: list[str]) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "not-a-store"
+    bad.mkdir()
+    (bad / "file").write_text("x")
+    extra = [str(bad) if a == "BAD" else a for a in extra]
+    p = subprocess.run([sys.executable, "-c", "from metabonk.cli import main; main()", "play", "agent", "expert",
+                        "--max-steps", "5", *extra], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:"), p.stderr

@@ -144,7 +144,8 @@ def bench_policy_cmd(
 
 @play_app.command("agent")
 def play_agent_cmd(
-    ckpt: Annotated[Path, typer.Argument(help="Policy checkpoint directory.")],
+    ckpt: Annotated[Path, typer.Argument(help="Policy checkpoint directory, or 'expert': the scripted expert "
+                                          "as System 1 (a baseline that ignores intents).")],
     planner: Annotated[str, typer.Option(help="System 2: none | rule | llm.")] = "rule",
     llm_url: Annotated[str | None, typer.Option(
         help="OpenAI-compatible API base for --planner llm (default: the embedded SmolLM2).")] = None,
@@ -157,6 +158,12 @@ def play_agent_cmd(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result JSON here.")] = None,
     orchestrator: Annotated[str | None, typer.Option(help="Report live frames, state and episodes to this "
                                                      "orchestrator URL (token from $METABONK_TOKEN).")] = None,
+    safety: Annotated[bool, typer.Option(help="The risk layer: loop detection/breaking, intent signature "
+                                         "checks and the safety projection (docs/planner.md).")] = True,
+    mismatch_store: Annotated[Path | None, typer.Option(help="Episode store receiving each segment where "
+                                                        "System 1 did not carry out its intent.")] = None,
+    playbook: Annotated[Path | None, typer.Option(help="Playbook database receiving one entry per intent "
+                                                  "System 1 does not carry out.")] = None,
 ) -> None:
     """Play Arena with the policy (System 1) and the async planner (System 2) together."""
     from rich.console import Console
@@ -164,10 +171,13 @@ def play_agent_cmd(
 
     from metabonk.common.device import resolve_device
     from metabonk.common.results import write_result
+    from metabonk.data.store import EpisodeStore
+    from metabonk.envs.arena.spec import NUM_ACTIONS
     from metabonk.planner.async_planner import AsyncPlanner
     from metabonk.planner.planner import Planner
+    from metabonk.planner.playbook import PlaybookStore
     from metabonk.policy.agent import Agent
-    from metabonk.two_systems import run_two_systems
+    from metabonk.two_systems import SafetyConfig, ScriptedSystem1, run_two_systems
 
     if planner not in ("none", "rule", "llm"):
         raise MetabonkError(f"unknown --planner '{planner}' (choose none, rule or llm)")
@@ -175,9 +185,22 @@ def play_agent_cmd(
         raise MetabonkError("--episodes and --max-steps must be ≥ 1")
     _one_cpu_thread(device)
     dev = resolve_device(device)
-    agent = Agent.load(ckpt, dev)
-    if compile_step:
-        agent.compile_for_inference()
+    if not safety and (mismatch_store is not None or playbook is not None):
+        raise MetabonkError("--mismatch-store and --playbook need the safety layer (drop --no-safety)")
+    agent: Agent | ScriptedSystem1
+    if str(ckpt) == "expert":
+        agent = ScriptedSystem1()
+    else:
+        agent = Agent.load(ckpt, dev)
+        if compile_step:
+            agent.compile_for_inference()
+    guard = SafetyConfig.off()
+    if safety:
+        guard = SafetyConfig(playbook=PlaybookStore(playbook) if playbook is not None else None)
+        if mismatch_store is not None:  # a bad path fails now, not at the first mismatch
+            EpisodeStore.create(mismatch_store, "arena", NUM_ACTIONS, agent.cfg.image_size,
+                                meta={"kind": "intent-mismatch"}, exist_ok=True)
+            guard.mismatch_store = mismatch_store
     system2: AsyncPlanner | None = None
     if planner == "rule":
         system2 = AsyncPlanner(Planner(None), route="rule")
@@ -190,12 +213,15 @@ def play_agent_cmd(
         from metabonk.serve.hooks import reporting_controller
 
         ctrl = reporting_controller(orchestrator, agent, system2, dev, policy=str(ckpt))
+        ctrl.safety = guard
     try:
         res = run_two_systems(agent, system2, episodes=episodes, seed=seed, max_steps=max_steps, device=dev,
-                              controller=ctrl)
+                              controller=ctrl, safety=guard)
     finally:
         if ctrl is not None:
             ctrl.close()
+        if guard.playbook is not None:
+            guard.playbook.close()
     res.update(checkpoint=str(ckpt), planner=planner)
     table = Table(title=f"arena, System 1 + System 2 ({planner}): {episodes} episode(s) from seed {seed}")
     table.add_column("figure")
@@ -211,6 +237,13 @@ def play_agent_cmd(
         ("System 1 tick p50 / p99 (ms)", f"{res['system1_ms_p50']:.2f} / {res['system1_ms_p99']:.2f}"),
         ("whole tick p50 / p99 (ms)", f"{res['tick_ms_p50']:.2f} / {res['tick_ms_p99']:.2f}"),
     ]
+    if safety:
+        rows += [
+            ("loops detected (intent breaks / perturbations)",
+             f"{res['loops_detected']} ({res['loop_intent_breaks']} / {res['loop_perturbations']})"),
+            ("intent windows checked / mismatched", f"{res['intent_windows']} / {res['intent_mismatches']}"),
+            ("intents projected to feasible ones", str(res["intent_projections"])),
+        ]
     for name, value in rows:
         table.add_row(name, value)
     Console(soft_wrap=True).print(table)
