@@ -127,20 +127,24 @@ def test_projection_of_a_boss_free_state() -> None:
     assert project("heal", StateView(no_regen, cfg0), cfg0) == "flee"  # hurt, no regeneration
 
 
+class IntentRecorder(ScriptedSystem1):
+    """The scripted expert, remembering the intent System 1 was given at every tick."""
+
+    def __init__(self, image_size: int) -> None:
+        super().__init__(image_size=image_size)
+        self.seen: list[Any] = []
+
+    def act(self, obs: Any, hidden: Any, intent: Any = None, *args: Any, **kw: Any) -> Any:
+        self.seen.append(intent)
+        return super().act(obs, hidden, intent, *args, **kw)
+
+
 def test_projection_in_the_controller_keeps_system1_off_fight_boss_before_a_boss() -> None:
-    seen: list[Any] = []
-    agent = ScriptedSystem1(image_size=32)
-    act = agent.act
-
-    def spy(obs: Any, hidden: Any, intent: Any = None, *a: Any, **kw: Any) -> Any:
-        seen.append(intent)
-        return act(obs, hidden, intent, *a, **kw)
-
-    agent.act = spy  # type: ignore[method-assign]
+    agent = IntentRecorder(image_size=32)
     planner = AsyncPlanner(Planner(FixedIntent("fight_boss"), config=PlannerConfig(samples=1)), period_s=0.5)
     res = run_two_systems(agent, planner, episodes=1, seed=0, max_steps=200)  # the first boss comes at tick 400
     assert res["intent_projected"].get("fight_boss_to_kite", 0) > 100, res
-    assert INTENTS.index("fight_boss") not in seen and INTENTS.index("kite") in seen
+    assert INTENTS.index("fight_boss") not in agent.seen and INTENTS.index("kite") in agent.seen
 
 
 def test_signatures_on_synthetic_windows() -> None:
