@@ -71,3 +71,23 @@ def test_demo_reporter_stages_live_curves_and_artifacts(server: ServerProcess, t
     assert series["record/loss"]["steps"] == [0, 1, 2, 3] and series["bc/loss"]["values"] == [5.0]
     names = [a["name"] for a in httpx.get(f"{server.url}/api/runs/{run['key']}/artifacts").json()]
     assert names == ["report-curves.png", "report.md"]
+
+
+def test_train_agent_reports_its_run(server: ServerProcess, tmp_path: Path) -> None:
+    """`metabonk train agent --orchestrator URL`: a train run with the loop stage done, live curves, the report."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "agent"
+    res = subprocess.run([sys.executable, "-m", "metabonk", "train", "agent", "--env", "scroll", "--preset", "tiny",
+                          "--env-steps", "300", "--collect-steps", "100", "--world-updates", "2", "--ac-updates", "2",
+                          "--eval-episodes", "2", "--device", "cpu", "--out", str(out), "--orchestrator", server.url],
+                         capture_output=True, text=True, timeout=500)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = httpx.get(f"{server.url}/api/runs").json()
+    assert run["kind"] == "train" and run["status"] == "done"
+    assert [(s["name"], s["status"]) for s in run["stages"]] == [("loop", "done")]
+    series = httpx.get(f"{server.url}/api/runs/{run['key']}/metrics").json()
+    assert any(m["name"].startswith("loop/") and m["steps"] for m in series), series
+    names = [a["name"] for a in httpx.get(f"{server.url}/api/runs/{run['key']}/artifacts").json()]
+    assert "report.md" in names, names

@@ -29,6 +29,8 @@ def train_agent_cmd(
                                                    "evaluate it on the same seeds.")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    orchestrator: Annotated[str | None, typer.Option(help="Report progress, live curves and the report to this "
+                                                     "orchestrator URL (token from $METABONK_TOKEN).")] = None,
 ) -> None:
     """Train an agent in its own dreams: epochs of real collection, world-model updates and actor-critic
     training in imagination, then an evaluation against random (and the expert on Arena) with a report.
@@ -43,8 +45,13 @@ def train_agent_cmd(
                       world_init=str(world_init) if world_init else None, num_envs=num_envs, size=size,
                       world_updates=world_updates, ac_updates=ac_updates, collect_steps=collect_steps,
                       kernels=kernels, eval_episodes=eval_episodes, device=device, seed=seed)
-    run = train_agent(cfg)
-    report = evaluate_and_report(cfg, run, compare_ppo=compare_ppo)
+    from metabonk.serve.hooks import reported_run
+
+    with reported_run(orchestrator, f"train agent {env} {preset}", "train",
+                      {"env": env, "preset": preset, "env_steps": env_steps, "seed": seed, "device": device},
+                      "loop", out):
+        run = train_agent(cfg)
+        report = evaluate_and_report(cfg, run, compare_ppo=compare_ppo)
     Console(soft_wrap=True).print(f"agent in {run / 'agent'}; report {report}")
 
 

@@ -45,6 +45,8 @@ def hive_run(
                                                                   "(e.g. benchmarks/results/hive-arena-cpu.json).")]
         = None,
     seed: Annotated[int, typer.Option(help="Seed of the start policy and of training.")] = 0,
+    orchestrator: Annotated[str | None, typer.Option(help="Report the rounds' figures and the report to this "
+                                                     "orchestrator URL (token from $METABONK_TOKEN).")] = None,
 ) -> None:
     """Train specialists in their niches on Ray, merge them every way, vote, redistribute the winner."""
     from metabonk.hive.federated import HiveConfig, run_hive
@@ -60,10 +62,21 @@ def hive_run(
         episodes=episodes, seed=seed, trainer=trainer, dm=dm, dm_validate=dm_validate, llm_url=llm_url,
         ray_address=ray_address, num_cpus=num_cpus,
     )
-    doc = run_hive(cfg)
-    promoted = doc.pop("promoted_state")
-    agent_from(doc["policy_config"], promoted).save(out / "promoted", meta={"hive": doc["rounds"][-1]["promoted"]})
-    paths = write_report(doc, out, json_path)
+    from metabonk.serve.hooks import reported_run
+
+    with reported_run(orchestrator, f"hive {','.join(cfg.specialists)}", "hive",
+                      {"specialists": cfg.specialists, "rounds": rounds, "trainer": trainer, "seed": seed},
+                      "hive", out) as reporter:
+        doc = run_hive(cfg)
+        promoted = doc.pop("promoted_state")
+        agent_from(doc["policy_config"], promoted).save(out / "promoted",
+                                                         meta={"hive": doc["rounds"][-1]["promoted"]})
+        paths = write_report(doc, out, json_path)
+        if reporter is not None:
+            for i, r in enumerate(doc["rounds"]):
+                for key, value in r["targets"].items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        reporter.metric(f"hive/{key}", i, float(value))
     t = doc["rounds"][-1]["targets"]
     typer.echo(f"promoted {t['promoted']}: {t['gap_over_soup_points']:+.1f} points over the soup; "
                f"report {paths['report']}")

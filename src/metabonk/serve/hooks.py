@@ -1,5 +1,6 @@
-"""`--orchestrator URL` for existing verbs: what `metabonk demo` and `metabonk play agent` report, kept here so
-their own code changes by a few lines. Reporting never stops the run: writes are queued (see client.py)."""
+"""`--orchestrator URL` for existing verbs: what `metabonk demo`, `train agent`, `hive run` and `play agent`
+report, kept here so their own code changes by a few lines. Reporting never stops the run: writes are queued
+(see client.py)."""
 
 from __future__ import annotations
 
@@ -71,16 +72,45 @@ class DemoReporter:
         if self._capture is not None:
             self._capture.__exit__(None, None, None)
             self._capture = None
-        if run_dir is not None and run_dir.is_dir():
-            seen: set[str] = set()
-            for pattern in ARTIFACT_GLOBS:
-                for p in sorted(run_dir.glob(pattern)):
-                    name = p.name if p.parent == run_dir else f"{p.parent.name}-{p.name}"
-                    if p.stat().st_size <= MAX_ARTIFACT_BYTES and name not in seen:
-                        seen.add(name)
-                        self.run.artifact(p, name)
+        upload_artifacts(self.run, run_dir)
         self.run.finish("done" if ok else "failed")
         self.run.orch.close(timeout=60.0)
+
+
+def upload_artifacts(run: RunReporter, run_dir: Path | None) -> None:
+    """The run folder's report.md, PNGs and GIFs (top level and one folder down) as the run's artifacts."""
+    if run_dir is None or not run_dir.is_dir():
+        return
+    seen: set[str] = set()
+    for pattern in ARTIFACT_GLOBS:
+        for p in sorted(run_dir.glob(pattern)):
+            name = p.name if p.parent == run_dir else f"{p.parent.name}-{p.name}"
+            if p.stat().st_size <= MAX_ARTIFACT_BYTES and name not in seen:
+                seen.add(name)
+                run.artifact(p, name)
+
+
+@contextmanager
+def reported_run(url: str | None, name: str, kind: str, config: dict[str, Any], stage: str,
+                 out: Path) -> Iterator[RunReporter | None]:
+    """A one-stage run on the orchestrator around a verb's work (`train agent`, `hive run`): live curves from
+    its ScalarLogger scalars, progress from its progress bars, then `out`'s artifacts and the final status.
+    With `url` None it reports nothing and yields None."""
+    if url is None:
+        yield None
+        return
+    run = RunReporter(Orchestrator(url), name=name, kind=kind, config=config)
+    run.stage(stage, "running", 0.0)
+    ok = False
+    try:
+        with capture_training(run, stage):
+            yield run
+        ok = True
+    finally:
+        run.stage(stage, "done" if ok else "failed", 1.0 if ok else 0.0)
+        upload_artifacts(run, out)
+        run.finish("done" if ok else "failed")
+        run.orch.close(timeout=60.0)
 
 
 def reporting_controller(url: str, agent: Any, planner: Any, device: Any, policy: str, name: str = "",
