@@ -150,10 +150,11 @@ def _paced_game(ctrl: Any, seconds: float, seed: int) -> dict[str, Any]:
     from metabonk.envs.arena import make_arena_env
     from metabonk.envs.arena.spec import TICKS_PER_SECOND
     from metabonk.planner.experiment import ARENA_OVERRIDES
-    from metabonk.two_systems import ScriptedSystem1, TwoSystemController
+    from metabonk.two_systems import SafetyConfig, ScriptedSystem1, TwoSystemController
 
-    controller = TwoSystemController(ScriptedSystem1(), ctrl)
-    env = make_arena_env(1, seed=seed, pixels=False, **ARENA_OVERRIDES)
+    # the risk layer is off: this measures System 2's cost on System 1's tick, not the risk layer's
+    controller = TwoSystemController(ScriptedSystem1(), ctrl, safety=SafetyConfig.off())
+    env = make_arena_env(1, seed=seed, **ARENA_OVERRIDES)  # System 1 reads pixels
     obs, info = env.reset(seed=seed)
     controller.reset(env)
     period, ticks, late = 1.0 / TICKS_PER_SECOND, 0, 0
