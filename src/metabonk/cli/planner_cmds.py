@@ -124,7 +124,7 @@ def playbook_revert(
     typer.echo(f"v{head} already equals v{version}" if new == head else f"restored v{version} as v{new}")
 
 
-MODEL_HELP = "Embedded model: smollm2 | gemma3 | a GGUF path (default: the measured best, smollm2)."
+MODEL_HELP = "Embedded model: smollm2 | gemma3 | a GGUF path (default: smollm2, see docs/planner.md)."
 DECODE_HELP = "score (rank the schema's options in one prompt evaluation) | generate (grammar-constrained JSON)."
 
 

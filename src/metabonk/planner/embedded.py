@@ -28,8 +28,9 @@ GGUF_ENV = "METABONK_GGUF"
 MODELS = ("smollm2", "gemma3")
 """Embedded models by name (`--model`); anything else is taken as a GGUF path."""
 DEFAULT_MODEL = "smollm2"
-"""Chosen by measurement (docs/planner.md, benchmarks/results/planner-models-cpu.json): as valid and no worse
-on cards than Gemma-3-270M, and ~2x faster per decision on 2 cores."""
+"""Kept until the card-quality comparison is complete (docs/planner.md): Gemma-3-270M measured faster in the
+running game (p50 0.99 s vs 1.35 s, planner-latency-*-cpu.json) with the same validity, but its card-choice run
+did not finish; other benches (quant) also build on this default."""
 
 
 def _package_gguf(package: str) -> Path | None:
