@@ -104,3 +104,34 @@ def test_merge_verb_on_safetensors_files(tmp_path: Path) -> None:
     assert load_file(str(out))["w"].tolist() == [1.0, 1.0, 0.0, 0.0]
     bad = _cli("merge", "--method", "ties", str(tmp_path / "missing"), "--base", str(base), "--out", str(out))
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "no such checkpoint" in bad.stderr
+
+
+def test_layer_scales_take_the_longest_matching_prefix() -> None:
+    from metabonk.hive.merge import scale_for, tensor_groups
+
+    base = {"core.w": torch.zeros(2), "core.ff.w": torch.zeros(2), "corex.w": torch.zeros(1), "step": torch.tensor([1])}
+    model = {k: torch.ones_like(v) if v.is_floating_point() else v for k, v in base.items()}
+    opt = MergeOptions(scale=3.0, layer_scales={"core": 2.0, "core.ff": 0.5})
+    out = merge("task-arith", base, [model, model], opt)
+    assert out["core.w"].tolist() == [4.0, 4.0]  # 2 * (1 + 1)
+    assert out["core.ff.w"].tolist() == [1.0, 1.0]  # the longer prefix wins
+    assert out["corex.w"].tolist() == [6.0]  # "core" is not a prefix of the module "corex": global scale
+    ties = merge("ties", base, [model], MergeOptions(density=1.0, layer_scales={"core.ff": 0.5}))
+    assert ties["core.ff.w"].tolist() == [0.5, 0.5] and ties["core.w"].tolist() == [1.0, 1.0]
+    assert merge("soup", base, [model], opt)["core.w"].tolist() == [1.0, 1.0]  # soups ignore lambda
+    assert scale_for("a.b.c", 1.0, {"a.b": 9.0}) == 9.0 and tensor_groups(base) == ["core", "core.ff", "corex"]
+
+
+def test_merge_verb_layer_scale(tmp_path: Path) -> None:
+    base, a = tmp_path / "base.safetensors", tmp_path / "a.safetensors"
+    save_file({"enc.w": torch.zeros(2), "head.w": torch.zeros(2)}, str(base))
+    save_file({"enc.w": torch.ones(2), "head.w": torch.ones(2)}, str(a))
+    out = tmp_path / "m.safetensors"
+    r = _cli("merge", "--method", "task-arith", str(a), "--base", str(base), "--out", str(out),
+             "--scale", "1.5", "--layer-scale", "enc=0.5")
+    assert r.returncode == 0, r.stderr
+    merged = load_file(str(out))
+    assert merged["enc.w"].tolist() == [0.5, 0.5] and merged["head.w"].tolist() == [1.5, 1.5]
+    bad = _cli("merge", "--method", "task-arith", str(a), "--base", str(base), "--out", str(out),
+               "--layer-scale", "enc")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "PREFIX=LAMBDA" in bad.stderr

@@ -133,6 +133,9 @@ def test_hive_run_bad_input_is_one_line_before_ray_starts() -> None:
                         "left,right"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "pixel niches" in r.stderr, r.stderr
     assert "Started a local Ray" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "metabonk", "hive", "run", "--specialists", "left,right", "--scales",
+                        "1,big"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "--scales takes" in r.stderr, r.stderr
     for kw in ({"specialists": ["killer", "healer"]}, {"specialists": ["killer"]}, {"methods": ["ties"]},
                {"dm_validate": "dream"}):
         with pytest.raises(MetabonkError):

@@ -19,6 +19,27 @@ def _names(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(s) for s in _names(text)]
+    except ValueError as e:
+        raise MetabonkError(f"{flag} takes comma-separated numbers, got '{text}'") from e
+
+
+def _layer_scales(items: list[str]) -> dict[str, float]:
+    """`--layer-scale encoder.state_proj=2` items -> {"encoder.state_proj": 2.0}."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise MetabonkError(f"--layer-scale takes PREFIX=LAMBDA (e.g. core=0.5), got '{item}'")
+    return out
+
+
 @hive_app.command("run")
 def hive_run(
     specialists: Annotated[str, typer.Option(help="Comma-separated: killer,scout,tank,survivor (Arena) or "
@@ -31,8 +52,18 @@ def hive_run(
     num_steps: Annotated[int, typer.Option(help="PPO rollout length.")] = 16,
     lr: Annotated[float, typer.Option(help="PPO learning rate.")] = 1e-3,
     episodes: Annotated[int, typer.Option(help="Validation seeds per niche.")] = 32,
+    test_episodes: Annotated[int, typer.Option(help="Held-out seeds per niche (from --test-seed) that every "
+                                                    "candidate is scored on after the vote; the targets are "
+                                                    "judged there (0 = none).")] = 32,
+    test_seed: Annotated[int, typer.Option(help="First held-out seed (validation seeds start at 10000).")] = 20_000,
     methods: Annotated[str, typer.Option(help="Merge methods voted on (soup is the reference).")]
         = "task-arith,ties,dare,ram,soup,ema",
+    scales: Annotated[str, typer.Option(help="λ grid: task-arith, ties, dare and ram are each a candidate at "
+                                             "every value (e.g. 0.5,1,1.5,2), chosen by the vote.")] = "1",
+    layer_sweeps: Annotated[int, typer.Option(help="Sweeps of the per-layer λ search over task arithmetic on the "
+                                                   "validation seeds (0 = off).")] = 0,
+    layer_grid: Annotated[str, typer.Option(help="Values each layer's λ may take in that search.")]
+        = "0.5,1,1.5,2",
     trainer: Annotated[str, typer.Option(help="Specialist trainer: ppo | dream (needs the online dream loop).")]
         = "ppo",
     dm: Annotated[str, typer.Option(help="DungeonMaster route: rule | llm | off.")] = "rule",
@@ -59,7 +90,9 @@ def hive_run(
     cfg = HiveConfig(
         specialists=_names(specialists), rounds=rounds, methods=_names(methods),
         budget=TrainBudget(total_steps=steps, num_envs=num_envs, num_steps=num_steps, lr=lr),
-        episodes=episodes, seed=seed, trainer=trainer, dm=dm, dm_validate=dm_validate, llm_url=llm_url,
+        scales=_floats(scales, "--scales"), layer_sweeps=layer_sweeps, layer_grid=_floats(layer_grid, "--layer-grid"),
+        episodes=episodes, test_episodes=test_episodes, test_seed=test_seed, seed=seed, trainer=trainer, dm=dm,
+        dm_validate=dm_validate, llm_url=llm_url,
         ray_address=ray_address, num_cpus=num_cpus,
     )
     from metabonk.serve.hooks import reported_run
@@ -78,8 +111,9 @@ def hive_run(
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
                         reporter.metric(f"hive/{key}", i, float(value))
     t = doc["rounds"][-1]["targets"]
-    typer.echo(f"promoted {t['promoted']}: {t['gap_over_soup_points']:+.1f} points over the soup; "
-               f"report {paths['report']}")
+    own = ", ".join(f"{n} {v:.1f}" for n, v in t["own_niche_normalised"].items())
+    typer.echo(f"promoted {t['promoted']} ({t['split']} seeds): {t['gap_over_soup_points']:+.1f} points over the "
+               f"soup, own niche {own} % of the specialist's gain; report {paths['report']}")
 
 
 @app.command("merge")
@@ -92,6 +126,9 @@ def merge_cmd(
     density: Annotated[float, typer.Option(help="TIES: fraction of each task vector kept.")] = 0.2,
     drop: Annotated[float, typer.Option(help="DARE: drop probability.")] = 0.5,
     seed: Annotated[int, typer.Option(help="DARE's masks.")] = 0,
+    layer_scale: Annotated[list[str] | None, typer.Option(help="Per-layer λ, PREFIX=LAMBDA, repeatable (e.g. "
+                                                          "--layer-scale core=0.5): the longest matching "
+                                                          "tensor-name prefix wins, others use --scale.")] = None,
 ) -> None:
     """Merge same-init policy checkpoints into one (plain safetensors state dicts)."""
     from metabonk.hive.merge import MergeOptions, merge
@@ -100,6 +137,7 @@ def merge_cmd(
     if not 0.0 < density <= 1.0:
         raise MetabonkError(f"--density must be in (0, 1], got {density}")
     merged = merge(method, read_state(base), [read_state(c) for c in checkpoints],
-                   MergeOptions(scale=scale, density=density, drop=drop, seed=seed))
+                   MergeOptions(scale=scale, density=density, drop=drop, seed=seed,
+                                layer_scales=_layer_scales(layer_scale or [])))
     meta = {"merge": method, "base": str(base), "specialists": ",".join(str(c) for c in checkpoints)}
     typer.echo(f"wrote {write_state(out, merged, base, meta)}")

@@ -13,7 +13,7 @@ each rule below is a few lines of tensor arithmetic (cited to its paper).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -42,6 +42,26 @@ class MergeOptions:
     """RAM+ rescale of unique updates: lambda_i = 1 + r * clamp(shared_i / unique_i, 0, alpha)."""
     seed: int = 0
     """DARE's drop masks."""
+    layer_scales: dict[str, float] = field(default_factory=dict)
+    """Per-layer lambda (layer-wise AdaMerging, Yang et al. 2024, with the coefficients picked on validation
+    data instead of learned): tensor-name prefix -> lambda, the longest matching prefix wins; tensors that no
+    prefix matches use `scale`. Applies to every lambda-scaled rule (task arithmetic, TIES, DARE, RAM)."""
+
+
+def tensor_group(name: str) -> str:
+    """The module that owns a tensor ("actor.0.weight" -> "actor.0"): the unit a per-layer lambda scales."""
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def tensor_groups(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The sorted groups (owner modules) of a state dict's float tensors."""
+    return sorted({tensor_group(k) for k, v in state.items() if v.is_floating_point()})
+
+
+def scale_for(name: str, scale: float, layer_scales: Mapping[str, float]) -> float:
+    """lambda of tensor `name`: the longest prefix of `layer_scales` that matches it whole-component, else `scale`."""
+    hits = [p for p in layer_scales if name == p or name.startswith(p + ".")]
+    return float(layer_scales[max(hits, key=len)]) if hits else scale
 
 
 def _check(base: Mapping[str, torch.Tensor], models: list[StateDict]) -> None:
@@ -58,9 +78,10 @@ def _check(base: Mapping[str, torch.Tensor], models: list[StateDict]) -> None:
 
 def _per_tensor(
     base: Mapping[str, torch.Tensor], models: list[StateDict], rule: Callable[[torch.Tensor], torch.Tensor],
-    scale: float,
+    scale: float, layer_scales: Mapping[str, float] | None = None,
 ) -> StateDict:
-    """Apply `rule` to the stacked task vectors [M, ...] of each float tensor; base + scale * result."""
+    """Apply `rule` to the stacked task vectors [M, ...] of each float tensor; base + lambda * result, lambda
+    from `scale_for` (per-layer where `layer_scales` names the tensor's prefix)."""
     _check(base, models)
     out: StateDict = {}
     # Sorted names: a dict loaded from safetensors bytes has no fixed key order across processes, and DARE's
@@ -71,14 +92,14 @@ def _per_tensor(
             out[k] = b.clone()
             continue
         tau = torch.stack([m[k].to(b.dtype) - b for m in models])
-        out[k] = b + scale * rule(tau)
+        out[k] = b + scale_for(k, scale, layer_scales or {}) * rule(tau)
     return out
 
 
 def task_arithmetic(base: StateDict, models: list[StateDict], opt: MergeOptions | None = None) -> StateDict:
     """Ilharco et al. 2023: theta = base + lambda * sum_i tau_i."""
     o = opt or MergeOptions()
-    return _per_tensor(base, models, lambda tau: tau.sum(0), o.scale)
+    return _per_tensor(base, models, lambda tau: tau.sum(0), o.scale, o.layer_scales)
 
 
 def soup(base: StateDict, models: list[StateDict], opt: MergeOptions | None = None) -> StateDict:
@@ -129,7 +150,7 @@ def ties(base: StateDict, models: list[StateDict], opt: MergeOptions | None = No
         t = trim(tau, o.density)
         return disjoint_mean(t, elect_sign(t))
 
-    return _per_tensor(base, models, rule, o.scale)
+    return _per_tensor(base, models, rule, o.scale, o.layer_scales)
 
 
 def dare_drop(tau: torch.Tensor, drop: float, generator: torch.Generator) -> torch.Tensor:
@@ -144,7 +165,7 @@ def dare(base: StateDict, models: list[StateDict], opt: MergeOptions | None = No
     """Yu et al. 2024 (DARE, the linear variant): drop-and-rescale each task vector, then sum (lambda)."""
     o = opt or MergeOptions()
     g = torch.Generator().manual_seed(o.seed)
-    return _per_tensor(base, models, lambda tau: dare_drop(tau, o.drop, g).sum(0), o.scale)
+    return _per_tensor(base, models, lambda tau: dare_drop(tau, o.drop, g).sum(0), o.scale, o.layer_scales)
 
 
 def ram_masks(tau: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -173,7 +194,7 @@ def ram(base: StateDict, models: list[StateDict], opt: MergeOptions | None = Non
         shared_part = (tau * shared).sum(0) / updated.sum(0).clamp(min=1)
         return (tau * unique * lam).sum(0) + shared_part
 
-    return _per_tensor(base, models, rule, o.scale)
+    return _per_tensor(base, models, rule, o.scale, o.layer_scales)
 
 
 METHODS: dict[str, Callable[[StateDict, list[StateDict], MergeOptions | None], StateDict]] = {
@@ -185,6 +206,8 @@ METHODS: dict[str, Callable[[StateDict, list[StateDict], MergeOptions | None], S
     "ema": ema_soup,
 }
 """Merge method name (the CLI's --method) -> function(base, specialists, options)."""
+SCALED = ("task-arith", "ties", "dare", "ram")
+"""The methods whose merged task vector lambda (`scale`, `layer_scales`) multiplies; soups ignore lambda."""
 
 
 def merge(method: str, base: StateDict, models: list[StateDict], opt: MergeOptions | None = None) -> StateDict:

@@ -16,6 +16,31 @@ def _fmt(s: dict[str, Any]) -> str:
     return f"{s['mean']:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
+def _table(scores: dict[str, Any], norm: dict[str, Any], vote: dict[str, float], promoted: str) -> list[str]:
+    niches = list(scores)
+    lines = ["| candidate | " + " | ".join(niches) + " | vote (mean normalised) |",
+             "|---|" + "---|" * (len(niches) + 1)]
+    for c in vote:
+        mark = " **(promoted)**" if c == promoted else ""
+        cells = [f"{_fmt(scores[n][c])} ({norm[c][n]:.0f})" for n in niches]
+        lines.append(f"| {c}{mark} | " + " | ".join(cells) + f" | {vote[c]:.1f} |")
+    return lines
+
+
+def _targets_line(t: dict[str, Any]) -> str:
+    gain = ", ".join(f"{n} {v:.1f} [{lo:.0f}, {hi:.0f}]" for (n, v), (lo, hi)
+                     in zip(t["own_niche_normalised"].items(), t["own_niche_normalised_ci95"].values(), strict=True))
+    raw = ", ".join(f"{n} {100 * v:.1f} %" for n, v in t["own_niche_raw_ratio"].items())
+    lo, hi = t["gap_over_soup_ci95"]
+    ok = {True: "met", False: "NOT met"}
+    where = ("the held-out seeds" if t["split"] == "held-out"
+             else "the validation seeds (the promoted merge was chosen on these)")
+    return (f"On {where}: own niche, % of the specialist's gain over the start: {gain} — target "
+            f"≥ 90 {ok[t['retention_gain_met']]}; % of the specialist's raw return: {raw} — target ≥ 90 % "
+            f"{ok[t['retention_raw_met']]}. Over the uniform soup: {t['gap_over_soup_points']:+.1f} points "
+            f"[{lo:+.1f}, {hi:+.1f}] — target ≥ +10 {ok[t['gap_met']]}.")
+
+
 def markdown(doc: dict[str, Any]) -> str:
     rounds = doc["rounds"]
     lines = [f"# Hive run: {', '.join(doc['config']['specialists'])}", "",
@@ -24,23 +49,24 @@ def markdown(doc: dict[str, Any]) -> str:
              f"{doc['wall_s']:.0f} s.", ""]
     for r in rounds:
         niches = list(r["scores"])
-        cands = list(r["vote"])
         lines += [f"## Round {r['round']}", "",
-                  "Return on each validation niche, mean [95 % CI] (normalised: start policy 0, "
-                  "the niche's specialist 100).", "",
-                  "| candidate | " + " | ".join(niches) + " | vote (mean normalised) |",
-                  "|---|" + "---|" * (len(niches) + 1)]
-        for c in cands:
-            mark = " **(promoted)**" if c == r["promoted"] else ""
-            cells = [f"{_fmt(r['scores'][n][c])} ({r['normalised'][c][n]:.0f})" for n in niches]
-            lines.append(f"| {c}{mark} | " + " | ".join(cells) + f" | {r['vote'][c]:.1f} |")
-        t = r["targets"]
-        ret = ", ".join(f"{n} {v:.0f}" for n, v in t["own_niche_normalised"].items())
-        lo, hi = t["gap_over_soup_ci95"]
-        lines += ["", f"Promoted: **{t['promoted']}**. Own niche, normalised (specialist = 100): {ret} — "
-                  f"target ≥ 90 {'met' if t['retention_met'] else 'NOT met'}. Over the uniform soup: "
-                  f"{t['gap_over_soup_points']:+.1f} points [{lo:+.1f}, {hi:+.1f}] — target ≥ +10 "
-                  f"{'met' if t['gap_met'] else 'NOT met'}.", ""]
+                  "Return on each validation niche (the seeds the vote chose on), mean [95 % CI] (normalised: "
+                  "start policy 0, the niche's specialist 100).", "",
+                  *_table(r["scores"], r["normalised"], r["vote"], r["promoted"])]
+        search = r.get("layer_search")
+        if search:
+            lams = ", ".join(f"{g} {v:g}" for g, v in search["layer_scales"].items())
+            lines += ["", f"Per-layer λ of merge:task-arith/layers (coordinate ascent from λ = "
+                      f"{search['start_scale']:g}, {search['candidates_scored']} candidates scored on the "
+                      f"validation seeds): {lams}."]
+        held = r.get("heldout")
+        if held:
+            lines += ["", f"The same candidates on {held['episodes']} held-out seeds per niche (from "
+                      f"{held['seed']}; the promoted one is still the validation vote's):", "",
+                      *_table(held["scores"], held["normalised"], held["vote"], r["promoted"])]
+        lines += ["", f"Promoted: **{r['promoted']}**.", "", _targets_line(r["targets"]), ""]
+        if held:
+            lines += [_targets_line(r["targets_validation"]), ""]
         dud = [n for n, ok in r.get("specialist_learned", {}).items() if not ok]
         if dud:
             lines += [f"Specialists that did not beat the start policy measurably on their own niche: {', '.join(dud)} "
