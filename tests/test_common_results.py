@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from metabonk.common import results
 from metabonk.common.results import git_commit, git_dirty, write_result
 
 
@@ -40,3 +41,13 @@ def test_git_commit_says_when_the_tree_was_dirty(tmp_path: Path, monkeypatch: py
 def test_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert git_commit() == "unknown" and git_dirty() is None
+
+
+def test_machine_names_the_cpu_model_and_the_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU 9000 @ 2.0GHz\nflags\t: fpu\n")
+    real_path = results.Path
+    monkeypatch.setattr(results, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    info = results.machine_info()
+    assert info["cpu"] == "Example CPU 9000 @ 2.0GHz"
+    assert isinstance(info["load_average_1min"], float) and info["load_average_1min"] >= 0
