@@ -216,7 +216,10 @@ def test_real_embedded_model_decisions() -> None:
     from metabonk.planner.embedded import EmbeddedClient
 
     # one thread: steady on a busy 2-core machine (two spin-waiting threads collapse under contention)
-    planner = Planner(EmbeddedClient(n_threads=1), config=PlannerConfig(samples=3, max_tokens_cot=64))
+    # decode="generate": this test is about grammar-constrained answers and votes (tests/test_planner_embedded.py
+    # covers the default scored decisions)
+    planner = Planner(EmbeddedClient(n_threads=1),
+                      config=PlannerConfig(samples=3, max_tokens_cot=64, decode="generate"))
     decisions = [
         planner.choose_card(SUMMARY, OPTIONS, route="direct"),  # self-consistency: 3 votes
         planner.choose_intent(SUMMARY, route="direct"),
