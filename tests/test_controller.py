@@ -51,7 +51,7 @@ class FakeClient:
 def test_rule_planner_cards_reach_the_env() -> None:
     agent = tiny_agent()
     ap = AsyncPlanner(Planner(None), period_s=0.5, route="rule")
-    ctrl = TwoSystemController(agent, ap, greedy=False)
+    ctrl = TwoSystemController(agent, ap, greedy=False, card_ranking=False)  # the live card path
     res = run_two_systems(agent, ap, episodes=1, seed=0, max_steps=300,
                           env_overrides=ARENA_OVERRIDES, controller=ctrl)
     assert res["ticks"] == sum(res["survival"]) and res["menus"] >= 1
@@ -65,6 +65,63 @@ def test_rule_planner_cards_reach_the_env() -> None:
             assert pick["sent"] == d.index and pick["applied"]
     assert res["cards_applied"] >= 1
     assert res["tick_ms_p50"] > 0 and res["system1_ms_p99"] >= res["system1_ms_p50"]
+
+
+class ScoringClient(FakeClient):
+    """Also scores options as the embedded model does (`choose`): prefers `favourite`, else the last option."""
+
+    def __init__(self, favourite: str, delay_s: float = 0.0) -> None:
+        super().__init__(delay_s=delay_s)
+        self.favourite, self.chooses = favourite, 0
+
+    def choose(self, messages: Any, field: str, options: list[str]) -> tuple[int, list[float]]:
+        self.chooses += 1
+        time.sleep(self.delay_s)
+        scores = [10.0 if o == self.favourite else float(i) for i, o in enumerate(options)]
+        return max(range(len(options)), key=lambda i: scores[i]), scores
+
+
+def _ranked_expectation(options: list[str], favourite: str) -> int:
+    return options.index(favourite) if favourite in options else len(options) - 1
+
+
+def test_ranked_cards_answer_the_menu_on_the_tick_it_opens() -> None:
+    from metabonk.envs.arena.spec import UPGRADES
+
+    agent, favourite = tiny_agent(), UPGRADES[2]
+    client = ScoringClient(favourite)
+    ap = AsyncPlanner(Planner(client, config=PlannerConfig(samples=1)), period_s=10.0)
+    ctrl = TwoSystemController(agent, ap, greedy=False, safety=SafetyConfig.off())
+    res = run_two_systems(agent, ap, episodes=1, seed=0, max_steps=300, env_overrides=ARENA_OVERRIDES,
+                          controller=ctrl)
+    ranked = [p for p in ctrl.picks if p["by"] == "system2_ranked"]
+    assert res["menus"] >= 2 and len(ranked) == res["cards_system2_ranked"] >= res["menus"] - 1, res
+    pool_order = [n for n in sorted(UPGRADES, key=lambda n: (n != favourite, -UPGRADES.index(n)))]
+    for pick in ranked:  # the best offered card by the client's scores over the whole pool, sent as the action
+        best = min(range(len(pick["options"])), key=lambda i: pool_order.index(pick["options"][i]))
+        assert pick["index"] == best and pick.get("sent", best) == best
+        assert pick.get("applied", True)
+    rankings = [d for d in ap.decisions if d.kind == "card_rank"]
+    assert rankings and all(d.source == "llm" and d.ranking[0] == favourite for d in rankings)
+    assert res["late_cards"] == 0 and res["card_fallbacks"] == 0
+
+
+def test_ranking_ahead_beats_a_system2_too_slow_for_the_menu() -> None:
+    agent = tiny_agent()
+    from metabonk.envs.arena.spec import UPGRADES
+
+    out = {}
+    for ranking in (False, True):
+        client = ScoringClient(UPGRADES[0], delay_s=0.05)
+        ap = AsyncPlanner(Planner(client, config=PlannerConfig(samples=1)), period_s=10.0)
+        # one tick of waiting: a live answer (50 ms) always misses it; a ranking made ahead does not need it
+        ctrl = TwoSystemController(agent, ap, greedy=False, card_wait_ticks=1, safety=SafetyConfig.off(),
+                                   card_ranking=ranking)
+        out[ranking] = run_two_systems(agent, ap, episodes=1, seed=0, max_steps=600,
+                                       env_overrides=ARENA_OVERRIDES, controller=ctrl)
+        ap.close()
+    assert out[False]["cards_system2"] == 0 and out[False]["card_fallbacks"] >= 1, out[False]
+    assert out[True]["cards_system2_ranked"] >= 1, out[True]
 
 
 def test_planner_intent_reaches_the_agent() -> None:

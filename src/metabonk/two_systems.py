@@ -3,8 +3,10 @@ planner) sets its intent and chooses level-up cards without ever making System 1
 
 Each tick `TwoSystemController` builds a `GameSummary` from Arena's state (`summaries_from_state`),
 polls `AsyncPlanner.tick` for the current intent and passes it to `Agent.act`. When the level-up menu
-opens it asks System 2 for a card (the policy's own pick as fallback) and, while the game is paused,
-sends no-op moves until the answer lands; after `card_wait_ticks` the policy picks instead.
+opens it takes the best offered card of System 2's ranking of the whole card pool, made ahead of the menu
+(requested at the start and after every menu; `card_ranking`); without a ready ranking it asks System 2 for a
+card (the policy's own pick as fallback) and, while the game is paused, sends no-op moves until the answer
+lands; after `card_wait_ticks` the policy picks instead.
 
 The risk layer sits between the two (`SafetyConfig`): System 2's intent is first mapped to the nearest
 feasible one (`planner.intent_monitor.project`), the loop guard may force another intent or send escape
@@ -107,6 +109,7 @@ class TwoSystemController:
         seconds_per_tick: float = 1.0 / TICKS_PER_SECOND,
         card_wait_ticks: int = 30,
         safety: SafetyConfig | None = None,
+        card_ranking: bool = True,
     ) -> None:
         self.agent = agent.eval()
         self.safety = safety if safety is not None else SafetyConfig()
@@ -118,6 +121,8 @@ class TwoSystemController:
         self.greedy = greedy
         self.seconds_per_tick = seconds_per_tick
         self.card_wait_ticks = card_wait_ticks
+        self.card_ranking = card_ranking
+        self._want_ranking = card_ranking
         self.counts: Counter[str] = Counter()
         self.intent_ticks: Counter[str] = Counter()
         self.tick_s: list[float] = []  # wall time of each whole tick (summary, planner poll, System 1)
@@ -141,6 +146,7 @@ class TwoSystemController:
         self._menu_prev = self._waiting = self._sent_card = False
         self._wait_ticks = self._game_ticks = 0
         self._last_return, self._break = 0.0, LoopBreak()
+        self._want_ranking = self.card_ranking
         sc = self.safety
         if sc.loop is not None:
             self.loop_guard = self.loop_guard or LoopGuard(sc.loop, env.config)
@@ -163,6 +169,8 @@ class TwoSystemController:
             summary = self.summary(obs)
             self.commanded = self.planner.tick(self._game_ticks * self.seconds_per_tick, summary)
             self._take_decisions()
+            if self._want_ranking and not menu and self.planner.request_ranking(summary, list(UPGRADES)):
+                self._want_ranking = False
         if not menu:
             self._game_ticks += 1  # the game is paused while the menu is open
             self.counts["game_ticks"] += 1
@@ -234,6 +242,13 @@ class TwoSystemController:
     def _open_menu(self, info: dict[str, Any], summary: GameSummary, action: np.ndarray) -> None:
         assert self.planner is not None
         options = self._names(info)
+        self._want_ranking = self.card_ranking  # the build changes with this card: rank again for the next menu
+        ranked = self.planner.ranked_card(options) if self.card_ranking else None
+        if ranked is not None:  # System 2's card, known before the menu opened: sent on this very tick
+            self._options = options
+            self._record_pick(ranked, "system2_ranked")
+            action[:] = self.agent.cfg.move_actions + ranked
+            return
         self._fallback = max(0, int(action[0]) - self.agent.cfg.move_actions)
         self.planner.request_card(summary, options, self._fallback)
         self._waiting, self._wait_ticks, self._options = True, 0, options
@@ -279,7 +294,8 @@ class TwoSystemController:
             "menus": int(c["menus"]),
             "intents_applied": int(c["intents_applied"]),
             "intent_fallbacks": int(c["intent_fallbacks"]),
-            "cards_system2": int(c["cards_system2"]),
+            "cards_system2": int(c["cards_system2"] + c["cards_system2_ranked"]),
+            "cards_system2_ranked": int(c["cards_system2_ranked"]),  # of those, answered from the ranking
             # the policy's own card: no planner, System 2 too slow (timeout) or failed (fallback)
             "cards_policy": int(c["cards_policy"] + c["cards_policy_timeout"] + c["cards_fallback"]),
             "card_fallbacks": int(c["cards_fallback"] + c["cards_policy_timeout"]),

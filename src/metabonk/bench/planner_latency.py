@@ -180,7 +180,9 @@ def _paced_game(ctrl: Any, seconds: float, seed: int) -> dict[str, Any]:
     st = controller.stats()
     return {"ticks": ticks, "ticks_per_s": ticks / wall, "target_ticks_per_s": TICKS_PER_SECOND,
             "ticks_behind_schedule": late, "tick_ms_p50": st["tick_ms_p50"], "tick_ms_p99": st["tick_ms_p99"],
-            "menus": st["menus"], "cards_system2": st["cards_system2"], "card_fallbacks": st["card_fallbacks"],
+            "menus": st["menus"], "cards_system2": st["cards_system2"],
+            "cards_system2_ranked": st["cards_system2_ranked"], "late_cards": st["late_cards"],
+            "card_fallbacks": st["card_fallbacks"],
             "intents_applied": st["intents_applied"]}
 
 

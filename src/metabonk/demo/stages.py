@@ -65,7 +65,8 @@ def _record(ctx: DemoContext, out: Path, episodes: int, keep_actions: bool, seed
 
 
 def stage_record(ctx: DemoContext) -> dict[str, Any]:
-    """Unlabelled video of the scripted expert (random play where the env has none) plus a small labelled set (≤ 5 %)."""
+    """Unlabelled video of the scripted expert (random play where the env has none) plus a small labelled set
+    (≤ 5 %)."""
     p = ctx.preset
     video = _record(ctx, ctx.video, p.video_episodes, keep_actions=False, seed=ctx.seed + 1000,
                     max_steps=p.video_max_steps)

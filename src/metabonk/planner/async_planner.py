@@ -3,7 +3,9 @@
 `AsyncPlanner.tick()` is called once per System 1 step. It submits an intent request every `period_s` of
 game time, swaps in an answer when one is ready, and otherwise keeps the last intent. Card choices are
 requested when the level-up menu opens and read back with `card_result()`; after the wall-clock deadline
-the policy's own card is used and the late answer is counted and discarded.
+the policy's own card is used and the late answer is counted and discarded. Because the game's menu closes
+itself within about a second, System 2 can also rank the whole card pool ahead of the menu
+(`request_ranking`, e.g. after each level-up); `ranked_card` then answers a menu at once from that ranking.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class AsyncPlanner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="system2")
         self._intent_job: _Pending | None = None
         self._card_job: _Pending | None = None
+        self._rank_job: _Pending | None = None
+        self.ranking: list[str] = []  # the latest card ranking, best first; used up by one menu
         self._last_request_t = -float("inf")
         self._abandoned: list[Future[Decision]] = []
 
@@ -65,6 +69,7 @@ class AsyncPlanner:
             summary is not None
             and self._intent_job is None
             and self._card_job is None
+            and self._rank_job is None
             and not self._abandoned
             and game_time_s - self._last_request_t >= self.period_s
         ):
@@ -93,6 +98,32 @@ class AsyncPlanner:
             self.planner.record_late("card")
             return job.fallback
         return None
+
+    def request_ranking(self, summary: GameSummary, pool: list[str]) -> bool:
+        """Start ranking `pool` for the next menu unless a ranking is already under way; whether it started."""
+        self._poll_ranking()
+        if self._rank_job is not None:
+            return False
+        fut = self._pool.submit(self.planner.rank_cards, summary, list(pool), self.route)
+        self._rank_job = _Pending(fut, time.perf_counter())
+        return True
+
+    def ranked_card(self, options: list[str]) -> int | None:
+        """The best-ranked of the offered `options` by the latest ranking (which this uses up), or None when no
+        ranking is ready or it names none of them."""
+        self._poll_ranking()
+        ranking, self.ranking = self.ranking, []
+        rank = {name: r for r, name in enumerate(ranking)}
+        known = [i for i, o in enumerate(options) if o in rank]
+        return min(known, key=lambda i: rank[options[i]]) if known else None
+
+    def _poll_ranking(self) -> None:
+        job = self._rank_job
+        if job is not None and job.future.done():
+            self._rank_job = None
+            d = self._result(job, "card_rank")
+            if d is not None and d.source != "fallback":
+                self.ranking = list(d.ranking)
 
     def card_pending(self) -> bool:
         return self._card_job is not None

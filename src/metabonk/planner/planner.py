@@ -21,7 +21,7 @@ from metabonk.planner.consistency import majority
 from metabonk.planner.context import BoundedContext
 from metabonk.planner.playbook import Entry, PlaybookStore
 from metabonk.planner.retrieval import Retriever
-from metabonk.planner.rules import rule_card, rule_intent
+from metabonk.planner.rules import rule_card, rule_intent, score_card
 from metabonk.planner.schema import InvalidAnswer, card_schema, intent_schema, parse_answer
 from metabonk.planner.summary import GameSummary
 
@@ -55,8 +55,8 @@ class PlannerConfig:
 class Decision:
     """A schema-valid decision and how it was reached."""
 
-    kind: str  # "card" | "intent"
-    value: str  # card name or intent name
+    kind: str  # "card" | "intent" | "card_rank"
+    value: str  # card name or intent name (for a ranking: its first card)
     index: int  # card index among the options, or intent id
     route: str  # "direct" | "cot" | "rule"
     source: str  # "llm" | "rule" | "fallback"
@@ -64,6 +64,8 @@ class Decision:
     agreement: float = 1.0
     error: str | None = None
     retrieved: list[str] = field(default_factory=list)
+    ranking: list[str] = field(default_factory=list)
+    """A card ranking's cards, best first (`rank_cards`); empty for the other kinds."""
 
 
 class Planner:
@@ -127,6 +129,46 @@ class Planner:
                        fallback=max(0, min(fallback, len(options) - 1)))
         self.memory.add(f"card: level {summary.level} took {d.value}")
         return d
+
+    def rank_cards(self, summary: GameSummary, pool: list[str], route: str = "direct") -> Decision:
+        """Rank every card of `pool` for the next level-up, ahead of its menu (whose ~1 s deadline a live answer
+        of the embedded model misses). The rule route ranks by the rule's score; the LLM route scores every
+        card in one prompt evaluation (the embedded model's `choose`) and orders them by log-probability. A
+        client that cannot score, or a failed call, gives a `fallback` decision with an empty ranking: the
+        menu then asks for a live card as before."""
+        t0 = time.perf_counter()
+        if not pool:
+            raise ValueError("rank_cards needs a non-empty card pool")
+        if route == "rule" or self.client is None:
+            entries = self.playbook()
+            scores = [score_card(c, summary, entries) for c in pool]
+            return self._done(self._ranked(pool, scores, "rule", "rule", []), t0)
+        choose = getattr(self.client, "choose", None)
+        ctx = self.context(f"level-up card choice: {', '.join(pool)}. {summary.text()}")
+        if self.config.decode != "score" or route == "cot" or choose is None:
+            return self._done(Decision("card_rank", pool[0], 0, route, "fallback",
+                                       error="ranking needs a scoring client (decode='score', route direct)",
+                                       retrieved=[e.id for e in ctx]), t0)
+        ask = (
+            f"{self.memory.text()}\nState: {summary.text()}\nPlaybook:\n{_bullets(ctx)}\n"
+            f"Cards that a level-up may offer: {', '.join(pool)}.\nPick the card that best helps survival."
+        )
+        messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ask}]
+        self._count("llm_calls")
+        try:
+            _, scores = choose(messages, "card", pool)
+        except LLMError as e:
+            self._count("failed_calls")
+            return self._done(Decision("card_rank", pool[0], 0, route, "fallback", error=str(e),
+                                       retrieved=[e.id for e in ctx]), t0)
+        self._count("valid_answers")
+        return self._done(self._ranked(pool, list(scores), route, "llm", ctx), t0)
+
+    @staticmethod
+    def _ranked(pool: list[str], scores: list[float], route: str, source: str, ctx: list[Entry]) -> Decision:
+        order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
+        return Decision("card_rank", pool[order[0]], order[0], route, source,
+                        retrieved=[e.id for e in ctx], ranking=[pool[i] for i in order])
 
     def choose_intent(
         self, summary: GameSummary, route: str = "direct", last: str = DEFAULT_INTENT
