@@ -124,6 +124,22 @@ def test_ranking_ahead_beats_a_system2_too_slow_for_the_menu() -> None:
     assert out[True]["cards_system2_ranked"] >= 1, out[True]
 
 
+def test_a_menu_waits_for_the_ranking_under_way_instead_of_asking_again() -> None:
+    from metabonk.envs.arena.spec import UPGRADES
+
+    agent = tiny_agent()
+    client = ScoringClient(UPGRADES[1], delay_s=0.01)
+    ap = AsyncPlanner(Planner(client, config=PlannerConfig(samples=1)), period_s=10.0)
+    ctrl = TwoSystemController(agent, ap, greedy=False, card_wait_ticks=1000, safety=SafetyConfig.off())
+    res = run_two_systems(agent, ap, episodes=1, seed=0, max_steps=600, env_overrides=ARENA_OVERRIDES,
+                          controller=ctrl)
+    ap.close()
+    assert res["menus"] >= 3, res
+    # every menu (queued level-ups too) was answered from a ranking, none by a live card request
+    assert res["cards_system2_ranked"] == res["menus"] and ap.planner.counts["card_llm"] == 0, res
+    assert res["card_fallbacks"] == 0 and res["late_cards"] == 0
+
+
 def test_planner_intent_reaches_the_agent() -> None:
     agent = tiny_agent()
     seen: list[Any] = []

@@ -132,7 +132,7 @@ class TwoSystemController:
         self.hidden = torch.zeros(0)
         self._cfg: Any = None
         self._seen = self._wait_ticks = self._fallback = self._game_ticks = 0
-        self._menu_prev = self._waiting = self._sent_card = False
+        self._menu_prev = self._waiting = self._sent_card = self._rank_wait = False
         self._options: list[str] = []
         self._last_return = 0.0
         self._break = LoopBreak()
@@ -143,7 +143,7 @@ class TwoSystemController:
             raise ValueError(f"TwoSystemController drives one env, got num_envs={env.num_envs}")
         self._cfg = env.config
         self.hidden = self.agent.initial_state(1, self.device)
-        self._menu_prev = self._waiting = self._sent_card = False
+        self._menu_prev = self._waiting = self._sent_card = self._rank_wait = False
         self._wait_ticks = self._game_ticks = 0
         self._last_return, self._break = 0.0, LoopBreak()
         self._want_ranking = self.card_ranking
@@ -169,7 +169,7 @@ class TwoSystemController:
             summary = self.summary(obs)
             self.commanded = self.planner.tick(self._game_ticks * self.seconds_per_tick, summary)
             self._take_decisions()
-            if self._want_ranking and not menu and self.planner.request_ranking(summary, list(UPGRADES)):
+            if self._want_ranking and not self._waiting and self.planner.request_ranking(summary, list(UPGRADES)):
                 self._want_ranking = False
         if not menu:
             self._game_ticks += 1  # the game is paused while the menu is open
@@ -202,6 +202,7 @@ class TwoSystemController:
             else:
                 action[:] = WAIT_ACTION
         self._waiting = self._waiting and menu and override < 0
+        self._rank_wait = self._rank_wait and self._waiting
         self._sent_card = menu and int(action[0]) >= self.agent.cfg.move_actions
         self._menu_prev = menu
         self.tick_s.append(time.perf_counter() - t0)
@@ -250,6 +251,12 @@ class TwoSystemController:
             action[:] = self.agent.cfg.move_actions + ranked
             return
         self._fallback = max(0, int(action[0]) - self.agent.cfg.move_actions)
+        if self.card_ranking and self.planner.ranking_pending():
+            # a ranking is under way on System 2's one worker: a new request would queue behind it, so wait
+            # for the ranking instead (up to `card_wait_ticks`, then the policy's card)
+            self._rank_wait, self._waiting, self._wait_ticks, self._options = True, True, 0, options
+            action[:] = WAIT_ACTION
+            return
         self.planner.request_card(summary, options, self._fallback)
         self._waiting, self._wait_ticks, self._options = True, 0, options
         action[:] = WAIT_ACTION  # System 2's answer is read on the next tick
@@ -257,6 +264,16 @@ class TwoSystemController:
     def _card_answer(self) -> int | None:
         """System 2's card once known; counts whether it came from System 2 or fell back to the policy."""
         assert self.planner is not None
+        if self._rank_wait:
+            if self.planner.ranking_pending():
+                return None
+            self._rank_wait = False
+            ranked = self.planner.ranked_card(self._options)
+            if ranked is None:  # the ranking failed or named none of the offered cards: the policy's card
+                self._record_pick(self._fallback, "fallback")
+                return self._fallback
+            self._record_pick(ranked, "system2_ranked")
+            return ranked
         n = len(self.planner.decisions)
         res = self.planner.card_result()
         if res is None:
@@ -282,7 +299,7 @@ class TwoSystemController:
         self._seen = len(self.planner.decisions)
 
     def episode_done(self) -> None:
-        self._menu_prev = self._waiting = self._sent_card = False
+        self._menu_prev = self._waiting = self._sent_card = self._rank_wait = False
 
     def stats(self) -> dict[str, Any]:
         tick = np.asarray(self.tick_s) * 1e3

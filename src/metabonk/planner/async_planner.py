@@ -117,6 +117,11 @@ class AsyncPlanner:
         known = [i for i, o in enumerate(options) if o in rank]
         return min(known, key=lambda i: rank[options[i]]) if known else None
 
+    def ranking_pending(self) -> bool:
+        """Whether a ranking is being made (a menu that opens now may wait for it rather than ask anew)."""
+        self._poll_ranking()
+        return self._rank_job is not None
+
     def _poll_ranking(self) -> None:
         job = self._rank_job
         if job is not None and job.future.done():
