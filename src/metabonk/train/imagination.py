@@ -58,11 +58,19 @@ class ImaginationActorCritic(nn.Module):
         self.register_buffer("return_range", torch.ones(()))
 
     @torch.no_grad()
-    def dream(self, frames: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Dream `horizon` steps from real starts with the current policy (sampling its actions)."""
+    def dream(
+        self, frames: torch.Tensor, actions: torch.Tensor, intent: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Dream `horizon` steps from real starts with the current policy (sampling its actions), each row
+        following its own intent id (`intent` long [B]; default: `cfg.intent` for every row)."""
         agent, B = self.agent, frames.shape[0]
         device = self.action_mask.device
-        intent = torch.full((B,), self.cfg.intent, dtype=torch.long, device=device)
+        if intent is None:
+            intent = torch.full((B,), self.cfg.intent, dtype=torch.long, device=device)
+        elif intent.shape != (B,):
+            raise ValueError(f"dream needs one intent per start, [{B}], got {tuple(intent.shape)}")
+        else:
+            intent = intent.to(device=device, dtype=torch.long)
         pixels, _ = self.env.reset(frames, actions.clamp(max=self.env.num_actions - 1))
         ctx = frames.to(device)
         # Burn the recurrent state in on the real context before the first dreamed decision.
