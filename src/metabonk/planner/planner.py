@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metabonk.common.intents import DEFAULT_INTENT, INTENTS
 from metabonk.planner.chat import ChatClient, LLMError, Message
@@ -24,6 +24,9 @@ from metabonk.planner.retrieval import Retriever
 from metabonk.planner.rules import rule_card, rule_intent, score_card
 from metabonk.planner.schema import InvalidAnswer, card_schema, intent_schema, parse_answer
 from metabonk.planner.summary import GameSummary
+
+if TYPE_CHECKING:
+    from metabonk.planner.dream_check import DreamCheck
 
 SYSTEM_PROMPT = (
     "You are the strategist of a survivors-like arena game. The player moves; weapons fire by "
@@ -65,7 +68,12 @@ class Decision:
     error: str | None = None
     retrieved: list[str] = field(default_factory=list)
     ranking: list[str] = field(default_factory=list)
-    """A card ranking's cards, best first (`rank_cards`); empty for the other kinds."""
+    """Best first: a card ranking's cards (`rank_cards`), or every intent for an intent decision (by the LLM's
+    scores or votes; the rule route and a fallback put their choice first, the rest in `INTENTS` order)."""
+    unchecked: str | None = None
+    """System 2's own top intent when the dream check ran (then `value` is the checked choice); else None."""
+    dream: DreamCheck | None = None
+    """The dream check's predicted returns per candidate and its added latency (planner/dream_check.py)."""
 
 
 class Planner:
@@ -124,7 +132,7 @@ class Planner:
             )
         )
         schema = card_schema(options, reasoning=cot)
-        answers, err = self._ask(ask, schema, cot, self.config.samples, "card", options)
+        answers, err, _ = self._ask(ask, schema, cot, self.config.samples, "card", options)
         d = self._vote("card", answers, err, options, route, ctx, t0,
                        fallback=max(0, min(fallback, len(options) - 1)))
         self.memory.add(f"card: level {summary.level} took {d.value}")
@@ -154,14 +162,14 @@ class Planner:
             f"Cards that a level-up may offer: {', '.join(pool)}.\nPick the card that best helps survival."
         )
         messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ask}]
-        self._count("llm_calls")
+        self.count("llm_calls")
         try:
             _, scores = choose(messages, "card", pool)
         except LLMError as e:
-            self._count("failed_calls")
+            self.count("failed_calls")
             return self._done(Decision("card_rank", pool[0], 0, route, "fallback", error=str(e),
                                        retrieved=[e.id for e in ctx]), t0)
-        self._count("valid_answers")
+        self.count("valid_answers")
         return self._done(self._ranked(pool, list(scores), route, "llm", ctx), t0)
 
     @staticmethod
@@ -177,7 +185,8 @@ class Planner:
         t0 = time.perf_counter()
         if route == "rule" or self.client is None:
             name = rule_intent(summary)
-            return self._done(Decision("intent", name, INTENTS.index(name), "rule", "rule"), t0)
+            return self._done(Decision("intent", name, INTENTS.index(name), "rule", "rule",
+                                       ranking=_first(name, list(INTENTS))), t0)
         query = f"intent for the current situation: threat {summary.threat()}, {summary.text()}"
         ctx = self.context(query)
         cot = route == "cot"
@@ -187,10 +196,11 @@ class Planner:
             "Which intent should the player follow now?"
         )
         samples = self.config.samples if summary.boss else 1
-        answers, err = self._ask(ask, intent_schema(reasoning=cot), cot, samples, "intent", list(INTENTS))
+        answers, err, scores = self._ask(ask, intent_schema(reasoning=cot), cot, samples, "intent", list(INTENTS))
         fallback_name = last if last in INTENTS else DEFAULT_INTENT
         d = self._vote("intent", answers, err, list(INTENTS), route, ctx, t0,
                        fallback=INTENTS.index(fallback_name))
+        d.ranking = _intent_ranking(d, answers, scores)
         if d.value != last:
             self.memory.add(f"intent: {last} -> {d.value} at {summary.time_s:.0f}s, threat {summary.threat()}")
         return d
@@ -221,7 +231,8 @@ class Planner:
 
     def _ask(
         self, ask: str, schema: dict[str, Any], cot: bool, samples: int, field_name: str, options: list[str]
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None, list[float] | None]:
+        """Valid answers, the last error, and the options' scores when they were ranked by a scoring client."""
         assert self.client is not None
         messages: list[Message] = [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -249,34 +260,35 @@ class Planner:
                     timeout_s=self.config.timeout_s,
                 )
                 answers.append(parse_answer(text, schema))
-                self._count("valid_answers")
+                self.count("valid_answers")
             except InvalidAnswer as e:
                 err = str(e)
-                self._count("invalid_answers")
+                self.count("invalid_answers")
             except LLMError as e:
                 err = str(e)
-                self._count("failed_calls")
+                self.count("failed_calls")
                 break  # a dead endpoint will not recover within this decision
-        return answers, err
+        return answers, err, None
 
     def _score(
         self, choose: Any, messages: list[Message], schema: dict[str, Any], field_name: str, options: list[str]
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One greedy scored choice among `options` (validated like any answer)."""
-        self._count("llm_calls")
+    ) -> tuple[list[dict[str, Any]], str | None, list[float] | None]:
+        """One greedy scored choice among `options` (validated like any answer), with every option's score."""
+        self.count("llm_calls")
         try:
-            index, _ = choose(messages, field_name, options)
+            index, scores = choose(messages, field_name, options)
             answer = parse_answer(json.dumps({field_name: options[index]}), schema)
         except LLMError as e:
-            self._count("failed_calls")
-            return [], str(e)
+            self.count("failed_calls")
+            return [], str(e), None
         except InvalidAnswer as e:
-            self._count("invalid_answers")
-            return [], str(e)
-        self._count("valid_answers")
-        return [answer], None
+            self.count("invalid_answers")
+            return [], str(e), None
+        self.count("valid_answers")
+        return [answer], None, [float(x) for x in scores]
 
-    def _count(self, key: str) -> None:
+    def count(self, key: str) -> None:
+        """Add one to `counts[key]` (thread-safe: the async controller's worker counts here too)."""
         with self._lock:
             self.counts[key] += 1
 
@@ -289,6 +301,21 @@ class Planner:
                 self.counts["fallbacks"] += 1
             self.latencies.append(d.latency_s)
         return d
+
+
+def _first(name: str, names: list[str]) -> list[str]:
+    return [name] + [n for n in names if n != name]
+
+
+def _intent_ranking(d: Decision, answers: list[dict[str, Any]], scores: list[float] | None) -> list[str]:
+    """Every intent, best first: by the scored options' log-probabilities, else by votes; the decision's own
+    value always leads (a fallback's, too), the unranked rest keep `INTENTS` order."""
+    names = list(INTENTS)
+    if scores is not None and d.source == "llm":
+        order = sorted(range(len(names)), key=lambda i: (-scores[i], i))
+        return _first(d.value, [names[i] for i in order])
+    votes = Counter(a["intent"] for a in answers)
+    return _first(d.value, sorted(names, key=lambda n: (-votes[n], names.index(n))))
 
 
 def _bullets(entries: list[Entry]) -> str:
