@@ -12,13 +12,15 @@ The risk layer sits between the two (`SafetyConfig`): System 2's intent is first
 feasible one (`planner.intent_monitor.project`), the loop guard may force another intent or send escape
 moves (`planner.loop_detector`), and the intent monitor checks that System 1 shows the intent's behavioural
 signature within a deadline, writing mismatches to a store and the playbook. Their counters join `stats()`.
+When System 2 has a dream checker (planner/dream_check.py) the controller keeps the last k game frames and the
+actions sent at them, and each intent request carries a snapshot of them for the check on System 2's worker.
 `ScriptedSystem1` plays any batched Arena policy (the scripted expert by default) behind System 1's interface.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +138,10 @@ class TwoSystemController:
         self._options: list[str] = []
         self._last_return = 0.0
         self._break = LoopBreak()
+        k = planner.checker.num_context if planner is not None and planner.checker is not None else 0
+        self._ring_frames: deque[np.ndarray] = deque(maxlen=k)  # the last k game frames (menu ticks skipped)
+        self._ring_actions: deque[int] = deque(maxlen=k)  # the action sent at each of them
+        self.dream_log: list[dict[str, Any]] = []  # per checked intent: unchecked, checked, returns, latency
 
     def reset(self, env: Any) -> None:
         """Start of an episode (and of the run): zero the hidden state and the menu bookkeeping."""
@@ -147,6 +153,8 @@ class TwoSystemController:
         self._wait_ticks = self._game_ticks = 0
         self._last_return, self._break = 0.0, LoopBreak()
         self._want_ranking = self.card_ranking
+        self._ring_frames.clear()
+        self._ring_actions.clear()
         sc = self.safety
         if sc.loop is not None:
             self.loop_guard = self.loop_guard or LoopGuard(sc.loop, env.config)
@@ -165,9 +173,13 @@ class TwoSystemController:
         self.counts["ticks"] += 1
         menu = bool(np.asarray(info["menu_open"])[0])
         summary = None
+        ring = bool(self._ring_frames.maxlen) and not menu
+        if ring:  # this frame's action is filled in once it is known
+            self._ring_frames.append(np.array(np.asarray(obs["pixels"])[0], copy=True))
+            self._ring_actions.append(WAIT_ACTION)
         if self.planner is not None:
             summary = self.summary(obs)
-            self.commanded = self.planner.tick(self._game_ticks * self.seconds_per_tick, summary)
+            self.commanded = self.planner.tick(self._game_ticks * self.seconds_per_tick, summary, self._context)
             self._take_decisions()
             if self._want_ranking and not self._waiting and self.planner.request_ranking(summary, list(UPGRADES)):
                 self._want_ranking = False
@@ -205,8 +217,16 @@ class TwoSystemController:
         self._rank_wait = self._rank_wait and self._waiting
         self._sent_card = menu and int(action[0]) >= self.agent.cfg.move_actions
         self._menu_prev = menu
+        if ring:
+            self._ring_actions[-1] = int(action[0])
         self.tick_s.append(time.perf_counter() - t0)
         return action
+
+    def _context(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """A copy of the last k game frames and the actions at them, for System 2's dream check (None until k)."""
+        if len(self._ring_frames) < (self._ring_frames.maxlen or 1):
+            return None
+        return np.stack(self._ring_frames), np.asarray(self._ring_actions, dtype=np.int64)
 
     def _guard(self, obs: dict[str, Any], info: dict[str, Any]) -> int | None:
         """The intent System 1 gets this game tick: System 2's, projected to a feasible one, maybe replaced by
@@ -296,6 +316,9 @@ class TwoSystemController:
                 self.counts["intents_applied"] += 1
                 if d.source == "fallback":
                     self.counts["intent_fallbacks"] += 1
+                if d.dream is not None:
+                    self.dream_log.append({"tick": self.counts["ticks"], "unchecked": d.unchecked, "checked": d.value,
+                                           "decision_latency_s": d.latency_s, **d.dream.as_dict()})
         self._seen = len(self.planner.decisions)
 
     def episode_done(self) -> None:
@@ -332,6 +355,13 @@ class TwoSystemController:
             out.update(self.monitor.stats())
         if self.planner is not None:
             out["planner_counts"] = {k: int(v) for k, v in self.planner.planner.counts.items()}
+        if self.planner is not None and self.planner.checker is not None:
+            check_ms = np.asarray([r["latency_s"] for r in self.dream_log]) * 1e3
+            out["dream_checks"] = len(self.dream_log)
+            out["dream_switches"] = sum(r["checked"] != r["unchecked"] for r in self.dream_log)
+            out["dream_check_ms_p50"] = float(np.percentile(check_ms, 50)) if len(check_ms) else 0.0
+            out["dream_check_ms_p99"] = float(np.percentile(check_ms, 99)) if len(check_ms) else 0.0
+            out["dream_decisions"] = list(self.dream_log)
         return out
 
 

@@ -47,6 +47,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "budget": (1e-9, 1e6), "sticky": (0.0, 1.0), "num_steps": (1, BIG), "num_cpus": (1, 4096),
     "density": (0.0, 1.0), "drop": (0.0, 1.0),
     "lookup_tokens": (0, 64),
+    # plans checked in the dream (play agent): k of the 6 intents, dreams per intent, dreamed steps
+    "dream_candidates": (1, 6), "dream_samples": (1, 1024), "dream_horizon": (1, 10_000),
+    "deadline_s": (0.01, 3600.0),  # System 2's wall-clock deadline per decision
     # network
     "port": (0, 65_535), "max_body_bytes": (1024, 1 << 30),
     "serve-llm port": (1, 65_535),

@@ -164,6 +164,14 @@ def play_agent_cmd(
                                                         "System 1 did not carry out its intent.")] = None,
     playbook: Annotated[Path | None, typer.Option(help="Playbook database receiving one entry per intent "
                                                   "System 1 does not carry out.")] = None,
+    dream_check: Annotated[Path | None, typer.Option(help="World checkpoint: System 2's top intents are each "
+                                                     "dreamed with System 1 and the best predicted return runs "
+                                                     "(docs/two-systems.md).")] = None,
+    dream_candidates: Annotated[int, typer.Option(help="Intents dreamed per decision (System 2's top k).")] = 3,
+    dream_samples: Annotated[int, typer.Option(help="Dreams per candidate intent.")] = 4,
+    dream_horizon: Annotated[int, typer.Option(help="Dreamed steps per dream.")] = 15,
+    deadline_s: Annotated[float, typer.Option(help="System 2's wall-clock deadline per decision, dream check "
+                                              "included; a later answer is dropped and counted late.")] = 5.0,
 ) -> None:
     """Play Arena with the policy (System 1) and the async planner (System 2) together."""
     from rich.console import Console
@@ -201,13 +209,24 @@ def play_agent_cmd(
             EpisodeStore.create(mismatch_store, "arena", NUM_ACTIONS, agent.cfg.image_size,
                                 meta={"kind": "intent-mismatch"}, exist_ok=True)
             guard.mismatch_store = mismatch_store
+    checker = None
+    if dream_check is not None:
+        if planner == "none" or not isinstance(agent, Agent):
+            raise MetabonkError("--dream-check needs System 2 (--planner rule|llm) and a policy checkpoint as "
+                                "System 1 (the scripted expert ignores intents)")
+        from metabonk.planner.dream_check import DreamCheckConfig, DreamChecker
+        from metabonk.world.world_model import WorldModel
+
+        checker = DreamChecker(WorldModel.load(dream_check, dev), agent, DreamCheckConfig(
+            candidates=dream_candidates, samples=dream_samples, horizon=dream_horizon))
     system2: AsyncPlanner | None = None
     if planner == "rule":
-        system2 = AsyncPlanner(Planner(None), route="rule")
+        system2 = AsyncPlanner(Planner(None), route="rule", deadline_s=deadline_s, checker=checker)
     elif planner == "llm":
         from metabonk.planner.llm_client import make_client
 
-        system2 = AsyncPlanner(Planner(make_client(llm_url)), route="direct")
+        system2 = AsyncPlanner(Planner(make_client(llm_url)), route="direct", deadline_s=deadline_s,
+                               checker=checker)
     ctrl = None
     if orchestrator is not None:
         from metabonk.serve.hooks import reporting_controller
@@ -223,6 +242,8 @@ def play_agent_cmd(
         if guard.playbook is not None:
             guard.playbook.close()
     res.update(checkpoint=str(ckpt), planner=planner)
+    if dream_check is not None:
+        res["dream_check"] = str(dream_check)
     table = Table(title=f"arena, System 1 + System 2 ({planner}): {episodes} episode(s) from seed {seed}")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -245,6 +266,9 @@ def play_agent_cmd(
             ("intent windows checked / mismatched", f"{res['intent_windows']} / {res['intent_mismatches']}"),
             ("intents projected to feasible ones", str(res["intent_projections"])),
         ]
+    if dream_check is not None:
+        rows.append(("dream checks (switched from System 2's top) / check p50 (ms)",
+                     f"{res['dream_checks']} ({res['dream_switches']}) / {res['dream_check_ms_p50']:.0f}"))
     for name, value in rows:
         table.add_row(name, value)
     Console(soft_wrap=True).print(table)

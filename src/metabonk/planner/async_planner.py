@@ -6,17 +6,27 @@ requested when the level-up menu opens and read back with `card_result()`; after
 the policy's own card is used and the late answer is counted and discarded. Because the game's menu closes
 itself within about a second, System 2 can also rank the whole card pool ahead of the menu
 (`request_ranking`, e.g. after each level-up); `ranked_card` then answers a menu at once from that ranking.
+With a `DreamChecker`, each intent decision is checked in the dream on the same worker thread: `tick` takes a
+`context` callable that snapshots the last k real frames and actions when a request is submitted.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from metabonk.common.intents import DEFAULT_INTENT, INTENTS
 from metabonk.planner.planner import Decision, Planner
 from metabonk.planner.summary import GameSummary
+
+if TYPE_CHECKING:
+    from metabonk.planner.dream_check import DreamChecker
+
+Context = tuple[Any, Any]
+"""The last k real frames uint8 [k,H,W,3] and the actions taken at them [k] (oldest first)."""
 
 
 @dataclass
@@ -31,9 +41,12 @@ class AsyncPlanner:
     """Wraps a Planner in one worker thread (LLM calls are serial anyway) with non-blocking access."""
 
     def __init__(
-        self, planner: Planner, period_s: float = 2.0, deadline_s: float | None = None, route: str = "direct"
+        self, planner: Planner, period_s: float = 2.0, deadline_s: float | None = None, route: str = "direct",
+        checker: DreamChecker | None = None,
     ) -> None:
         self.planner = planner
+        self.checker = checker
+        """Checks each intent decision in the dream (its time counts against the deadline); None: unchecked."""
         self.period_s = period_s
         self.deadline_s = deadline_s if deadline_s is not None else planner.config.timeout_s
         self.route = route
@@ -51,8 +64,10 @@ class AsyncPlanner:
     def intent_id(self) -> int:
         return INTENTS.index(self.intent)
 
-    def tick(self, game_time_s: float, summary: GameSummary | None = None) -> int:
-        """Called every System 1 step; returns the current intent id without ever blocking."""
+    def tick(self, game_time_s: float, summary: GameSummary | None = None,
+             context: Callable[[], Context | None] | None = None) -> int:
+        """Called every System 1 step; returns the current intent id without ever blocking. `context` is called
+        only when an intent request is submitted (its snapshot goes to the dream check)."""
         job = self._intent_job
         if job is not None:
             if job.future.done():
@@ -74,9 +89,24 @@ class AsyncPlanner:
             and game_time_s - self._last_request_t >= self.period_s
         ):
             self._last_request_t = game_time_s
-            fut = self._pool.submit(self.planner.choose_intent, summary, self.route, self.intent)
+            snapshot = context() if context is not None and self.checker is not None else None
+            fut = self._pool.submit(self._choose_intent, summary, self.intent, snapshot)
             self._intent_job = _Pending(fut, time.perf_counter())
         return self.intent_id
+
+    def _choose_intent(self, summary: GameSummary, last: str, context: Context | None) -> Decision:
+        """System 2's intent (on the worker thread), checked in the dream when there is a checker and a context."""
+        d = self.planner.choose_intent(summary, self.route, last)
+        if self.checker is None:
+            return d
+        if context is None:  # fewer than k real frames since the episode began
+            self.planner.count("dream_no_context")
+            return d
+        self.planner.count("dream_checks")
+        d = self.checker.check_decision(d, *context)
+        if d.value != d.unchecked:
+            self.planner.count("dream_switches")
+        return d
 
     def request_card(self, summary: GameSummary, options: list[str], fallback: int) -> None:
         """Start a card decision (the level-up menu just opened); `fallback` is the policy's own card."""
