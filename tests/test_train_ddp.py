@@ -199,6 +199,7 @@ def test_train_policy_bc_under_torchrun(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":  # one rank of the tests above
+    import tests.conftest  # noqa: F401  (the test process's METABONK_TEST_SEED offset, so ranks seed as it does)
     from metabonk.common.errors import MetabonkError
 
     torch.set_num_threads(1)
