@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.metabonk-installed
 
-.PHONY: demo test test-slow test-learning lint bench-cpu clean-venv
+.PHONY: demo test test-slow test-learning test-matrix lint bench-cpu clean-venv
 
 $(STAMP): pyproject.toml
 	bash .ci/system-deps
@@ -32,6 +32,11 @@ test-slow: $(STAMP)
 LEARNING_TESTS := tests/test_train_agent_learns.py tests/test_intents_bc.py
 test-learning: $(STAMP)
 	$(PY) -m pytest -q -m slow $(LEARNING_TESTS)
+
+# The default suite again with 1 thread / seed offset 1 and 2 threads / seed offset 2 (~45 min on 2 cores):
+# benchmarks/results/test-matrix.json
+test-matrix: $(STAMP)
+	$(PY) benchmarks/test_matrix.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,6 +1,6 @@
 """Test-wide settings: one intra-op thread keeps small-model steps fast and timings stable on 2 shared cores.
 
-Two knobs let the suite be re-run under other conditions (`.ci/test-matrix` uses them):
+Two knobs let the suite be re-run under other conditions (`make test-matrix`, benchmarks/test_matrix.py, uses them):
 - METABONK_TEST_THREADS: torch intra-op threads (default 1);
 - METABONK_TEST_SEED: an offset added to every seed the tests (and the code under test) pass to
   `torch.manual_seed`, `random.seed`, `np.random.seed` and `np.random.default_rng` (default 0: seeds unchanged).
