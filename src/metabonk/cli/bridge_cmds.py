@@ -57,8 +57,8 @@ def serve_env_cmd(
     # inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler of its own).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    print(f"serving {env} on bridge://{bound_host}:{bound_port}", flush=True)
-    try:
+    try:  # the address line inside the try: a Ctrl-C right after it (a waiting client sends one) is caught too
+        print(f"serving {env} on bridge://{bound_host}:{bound_port}", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         logger.info("bridge: stopping")
