@@ -107,7 +107,7 @@ async def _worker(i: int, url: str, token: str, args: ServeBenchArgs, tally: Tal
                 step += 30
                 await call("heartbeat", "POST", f"/api/workers/{name}/heartbeat",
                            json={"state": {"intent": "kite", "fps": args.fps, "step": step}})
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))  # no idle tail after the window
 
         async def episodes() -> None:
             await asyncio.sleep(rng.uniform(0, args.episode_every_s))
@@ -121,7 +121,8 @@ async def _worker(i: int, url: str, token: str, args: ServeBenchArgs, tally: Tal
                                params={"upload_id": upload_id, "worker": name})
                 if r is not None:
                     tally.accepted[upload_id] = hashlib.sha256(obs.tobytes()).hexdigest()
-                await asyncio.sleep(args.episode_every_s)
+                # no idle tail after the load window: it would stretch the wall time the rates are divided by
+                await asyncio.sleep(min(args.episode_every_s, max(0.0, end - time.monotonic())))
 
         await asyncio.gather(frames(), beats(), episodes())
 
