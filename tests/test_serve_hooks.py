@@ -91,3 +91,24 @@ def test_train_agent_reports_its_run(server: ServerProcess, tmp_path: Path) -> N
     assert any(m["name"].startswith("loop/") and m["steps"] for m in series), series
     names = [a["name"] for a in httpx.get(f"{server.url}/api/runs/{run['key']}/artifacts").json()]
     assert "report.md" in names, names
+
+
+def test_hive_run_reports_its_run(server: ServerProcess, tmp_path: Path) -> None:
+    """`metabonk hive run --orchestrator URL` (a real local Ray, toy niches): a hive run, its targets as curves,
+    the report."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "hive"
+    res = subprocess.run([sys.executable, "-m", "metabonk", "hive", "run", "--specialists", "left,right",
+                          "--steps", "256", "--num-envs", "4", "--num-steps", "8", "--episodes", "4",
+                          "--test-episodes", "4", "--dm", "off", "--num-cpus", "2", "--out", str(out),
+                          "--orchestrator", server.url], capture_output=True, text=True, timeout=500)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = httpx.get(f"{server.url}/api/runs").json()
+    assert run["kind"] == "hive" and run["status"] == "done"
+    assert [(s["name"], s["status"]) for s in run["stages"]] == [("hive", "done")]
+    series = {m["name"]: m for m in httpx.get(f"{server.url}/api/runs/{run['key']}/metrics").json()}
+    assert series["hive/gap_over_soup_points"]["steps"] == [0], series.keys()
+    names = [a["name"] for a in httpx.get(f"{server.url}/api/runs/{run['key']}/artifacts").json()]
+    assert any(n.startswith("report") for n in names), names
