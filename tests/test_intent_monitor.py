@@ -19,7 +19,8 @@ from metabonk.planner.async_planner import AsyncPlanner
 from metabonk.planner.intent_monitor import MonitorConfig, project, signature_met
 from metabonk.planner.planner import Planner, PlannerConfig
 from metabonk.planner.playbook import PlaybookStore
-from metabonk.two_systems import SafetyConfig, ScriptedSystem1, TwoSystemController, run_two_systems
+from metabonk.policy.scripted_system1 import ScriptedSystem1
+from metabonk.two_systems import SafetyConfig, TwoSystemController, run_two_systems
 
 TOUGH = {"player_max_hp": 1000.0}
 """A player that survives walking into enemies for the whole test."""

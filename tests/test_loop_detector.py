@@ -10,7 +10,8 @@ import pytest
 
 from metabonk.envs.arena.spec import StateView, move_action
 from metabonk.planner.loop_detector import LoopConfig
-from metabonk.two_systems import SafetyConfig, ScriptedSystem1, TwoSystemController, run_two_systems
+from metabonk.policy.scripted_system1 import ScriptedSystem1
+from metabonk.two_systems import SafetyConfig, TwoSystemController, run_two_systems
 
 QUIET = {"spawn_rate_start": 0.0, "spawn_rate_end": 0.0, "boss_times": ()}
 """An empty arena: nothing but System 1 (and the loop guard) moves the player."""

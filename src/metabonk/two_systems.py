@@ -14,14 +14,13 @@ moves (`planner.loop_detector`), and the intent monitor checks that System 1 sho
 signature within a deadline, writing mismatches to a store and the playbook. Their counters join `stats()`.
 When System 2 has a dream checker (planner/dream_check.py) the controller keeps the last k game frames and the
 actions sent at them, and each intent request carries a snapshot of them for the check on System 2's worker.
-`ScriptedSystem1` plays any batched Arena policy (the scripted expert by default) behind System 1's interface.
+`ScriptedSystem1` (policy/scripted_system1.py) plays any batched Arena policy behind System 1's interface.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,15 @@ import numpy as np
 import torch
 
 from metabonk.common.intents import INTENTS
-from metabonk.envs.arena.spec import MOVE_ACTIONS, TICKS_PER_SECOND, UPGRADES, StateView
-from metabonk.envs.torch_obs import Obs, obs_to_torch
+from metabonk.envs.arena.spec import TICKS_PER_SECOND, UPGRADES, StateView
+from metabonk.envs.torch_obs import obs_to_torch
 from metabonk.planner.async_planner import AsyncPlanner
 from metabonk.planner.intent_monitor import IntentMonitor, MonitorConfig
 from metabonk.planner.loop_detector import LoopBreak, LoopConfig, LoopGuard
 from metabonk.planner.playbook import PlaybookStore
 from metabonk.planner.summary import GameSummary, summaries_from_state
 from metabonk.policy.agent import Agent
+from metabonk.policy.scripted_system1 import ScriptedSystem1
 
 WAIT_ACTION = 0
 """A movement action (stand); it does nothing while the menu is open, so it waits for System 2."""
@@ -58,41 +58,6 @@ class SafetyConfig:
     @classmethod
     def off(cls) -> SafetyConfig:
         return cls(loop=None, monitor=None)
-
-
-@dataclass
-class _ScriptedConfig:
-    image_size: int = 64
-    move_actions: int = MOVE_ACTIONS
-
-
-class ScriptedSystem1:
-    """A batched Arena policy `(obs, info) -> actions [N]` behind the part of Agent's interface the controller
-    uses (intents are ignored; System 2's card override is applied). Default: the scripted expert."""
-
-    def __init__(self, policy: Callable[[dict[str, Any], dict[str, Any] | None], np.ndarray] | None = None,
-                 image_size: int = 64) -> None:
-        from metabonk.envs.arena.policies import ScriptedExpert
-
-        self.policy = policy if policy is not None else ScriptedExpert()
-        self.cfg = _ScriptedConfig(image_size=image_size)
-
-    def eval(self) -> ScriptedSystem1:
-        return self
-
-    def initial_state(self, batch: int, device: torch.device | str | None = None) -> torch.Tensor:
-        return torch.zeros(batch, 1)
-
-    def act(self, obs: Obs, hidden: torch.Tensor, intent: Any = None, menu_open: torch.Tensor | None = None,
-            greedy: bool = True, card_override: torch.Tensor | None = None,
-            ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        np_obs = {"state": obs["state"].cpu().numpy()}
-        info = {"card_options": obs["card_options"].cpu().numpy()} if "card_options" in obs else None
-        action = torch.as_tensor(np.asarray(self.policy(np_obs, info), dtype=np.int64))
-        if menu_open is not None and card_override is not None:
-            pick = menu_open.cpu().bool() & (card_override.cpu() >= 0)
-            action = torch.where(pick, self.cfg.move_actions + card_override.cpu().long(), action)
-        return action, hidden, {}
 
 
 System1 = Agent | ScriptedSystem1
@@ -393,12 +358,12 @@ def run_two_systems(
             ret, steps = 0.0, 0
             for steps in range(1, max_steps + 1):  # noqa: B007  (steps is read after the loop)
                 action = ctrl.act(obs, info)
-                before = StateView(np.asarray(obs["state"])[0], env.config).upgrade_counts.copy()
+                k = int(action[0]) - agent.cfg.move_actions  # a card index, or < 0 for a move
+                before = StateView(np.asarray(obs["state"])[0], env.config).upgrade_counts.copy() if k >= 0 else None
                 obs, reward, term, trunc, info = env.step(action)
                 ret += float(np.asarray(reward)[0])
                 done = bool(np.asarray(term)[0] or np.asarray(trunc)[0])
-                k = int(action[0]) - agent.cfg.move_actions
-                if k >= 0 and ctrl.picks and "applied" not in ctrl.picks[-1] and not done:
+                if before is not None and ctrl.picks and "applied" not in ctrl.picks[-1] and not done:
                     after = StateView(np.asarray(obs["state"])[0], env.config).upgrade_counts
                     name = ctrl.picks[-1]["options"][k]
                     i = UPGRADES.index(name)

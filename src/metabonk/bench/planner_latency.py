@@ -150,7 +150,8 @@ def _paced_game(ctrl: Any, seconds: float, seed: int) -> dict[str, Any]:
     from metabonk.envs.arena import make_arena_env
     from metabonk.envs.arena.spec import TICKS_PER_SECOND
     from metabonk.planner.experiment import ARENA_OVERRIDES
-    from metabonk.two_systems import SafetyConfig, ScriptedSystem1, TwoSystemController
+    from metabonk.policy.scripted_system1 import ScriptedSystem1
+    from metabonk.two_systems import SafetyConfig, TwoSystemController
 
     # the risk layer is off: this measures System 2's cost on System 1's tick, not the risk layer's
     controller = TwoSystemController(ScriptedSystem1(), ctrl, safety=SafetyConfig.off())

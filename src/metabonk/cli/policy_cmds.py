@@ -185,7 +185,8 @@ def play_agent_cmd(
     from metabonk.planner.planner import Planner
     from metabonk.planner.playbook import PlaybookStore
     from metabonk.policy.agent import Agent
-    from metabonk.two_systems import SafetyConfig, ScriptedSystem1, run_two_systems
+    from metabonk.policy.scripted_system1 import ScriptedSystem1
+    from metabonk.two_systems import SafetyConfig, run_two_systems
 
     if planner not in ("none", "rule", "llm"):
         raise MetabonkError(f"unknown --planner '{planner}' (choose none, rule or llm)")
