@@ -162,21 +162,17 @@ class Planner:
             f"Cards that a level-up may offer: {', '.join(pool)}.\nPick the card that best helps survival."
         )
         messages: list[Message] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ask}]
-        self.count("llm_calls")
-        try:
-            _, scores = choose(messages, "card", pool)
-        except LLMError as e:
-            self.count("failed_calls")
-            return self._done(Decision("card_rank", pool[0], 0, route, "fallback", error=str(e),
+        _, err, scores = self._score(choose, messages, card_schema(pool), "card", pool)
+        if scores is None:
+            return self._done(Decision("card_rank", pool[0], 0, route, "fallback", error=err,
                                        retrieved=[e.id for e in ctx]), t0)
-        self.count("valid_answers")
-        return self._done(self._ranked(pool, list(scores), route, "llm", ctx), t0)
+        return self._done(self._ranked(pool, scores, route, "llm", ctx), t0)
 
     @staticmethod
     def _ranked(pool: list[str], scores: list[float], route: str, source: str, ctx: list[Entry]) -> Decision:
-        order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
-        return Decision("card_rank", pool[order[0]], order[0], route, source,
-                        retrieved=[e.id for e in ctx], ranking=[pool[i] for i in order])
+        ranking = _by_score(pool, scores)
+        return Decision("card_rank", ranking[0], pool.index(ranking[0]), route, source,
+                        retrieved=[e.id for e in ctx], ranking=ranking)
 
     def choose_intent(
         self, summary: GameSummary, route: str = "direct", last: str = DEFAULT_INTENT
@@ -303,6 +299,11 @@ class Planner:
         return d
 
 
+def _by_score(names: list[str], scores: list[float]) -> list[str]:
+    """`names` best score first (ties keep their order)."""
+    return [names[i] for i in sorted(range(len(names)), key=lambda i: (-scores[i], i))]
+
+
 def _first(name: str, names: list[str]) -> list[str]:
     return [name] + [n for n in names if n != name]
 
@@ -312,8 +313,7 @@ def _intent_ranking(d: Decision, answers: list[dict[str, Any]], scores: list[flo
     value always leads (a fallback's, too), the unranked rest keep `INTENTS` order."""
     names = list(INTENTS)
     if scores is not None and d.source == "llm":
-        order = sorted(range(len(names)), key=lambda i: (-scores[i], i))
-        return _first(d.value, [names[i] for i in order])
+        return _first(d.value, _by_score(names, scores))
     votes = Counter(a["intent"] for a in answers)
     return _first(d.value, sorted(names, key=lambda n: (-votes[n], names.index(n))))
 
