@@ -73,3 +73,33 @@ def test_demo_rejects_bad_stage_and_mismatched_run(tmp_path) -> None:
         run_demo("tiny", device="cpu", root=tmp_path, name="y", stage="world")
     with pytest.raises(MetabonkError):  # same folder, other env
         run_demo("tiny", device="cpu", root=tmp_path, name="y", env="ale:Pong", stage="world")
+
+
+def test_tiny_demo_on_pong_scores_against_expert_and_random(tmp_path, monkeypatch) -> None:
+    """On ALE the demo records the scripted RAM expert, scores every agent as (score − random) / (expert − random)
+    on the same seeds, and the report states the ≥ 0.8 target either way."""
+    monkeypatch.chdir(tmp_path)
+    report = run_demo("tiny", device="cpu", env="ale:Pong", root=tmp_path, name="p")
+    run = tmp_path / "p"
+    rec = json.loads((run / "record" / "done.json").read_text())["summary"]
+    assert rec["video"]["policy"] == "scripted"
+    ev = json.loads((run / "eval" / "done.json").read_text())["summary"]
+    span = ev["expert"]["return_mean"] - ev["random"]["return_mean"]
+    for name in ("demo (BC + dream)", "BC only"):
+        want = (ev[name]["return_mean"] - ev["random"]["return_mean"]) / span
+        assert ev[name]["expert_normalized_return"] == pytest.approx(want)
+    text = report.read_text()
+    assert "(score − random) / (expert − random) ≥ 0.8" in text
+    assert f"{ev['demo (BC + dream)']['expert_normalized_return']:.2f}" in text
+
+
+def test_ale_presets_record_chunks_and_cap_the_evaluation() -> None:
+    """A whole expert Pong game is ~28k steps: the ALE presets record 1,000-step chunks, not whole games."""
+    from metabonk.demo.presets import preset_for_env
+
+    arena = preset_for_env(get_preset("default"), "arena")
+    pong = preset_for_env(get_preset("default"), "ale:Pong")
+    assert arena == get_preset("default")
+    assert pong.video_max_steps == 1000 and pong.eval_max_steps == 5000
+    assert pong.video_episodes * pong.video_max_steps <= 50_000
+    assert pong.labelled_steps <= 0.045 * pong.video_episodes * pong.video_max_steps

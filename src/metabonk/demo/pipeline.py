@@ -18,7 +18,7 @@ from typing import Any
 from metabonk.common.errors import MetabonkError
 from metabonk.common.logging import console
 from metabonk.common.results import write_json_atomic
-from metabonk.demo.presets import DemoPreset, get_preset
+from metabonk.demo.presets import DemoPreset, get_preset, preset_for_env
 from metabonk.demo.stages import (
     DREAM_POLICY,
     DemoContext,
@@ -86,7 +86,7 @@ def run_demo(preset: str | DemoPreset = "default", device: str = "auto", env: st
 
     from metabonk.common.device import resolve_device
 
-    p = preset if isinstance(preset, DemoPreset) else get_preset(preset)
+    p = preset if isinstance(preset, DemoPreset) else preset_for_env(get_preset(preset), env)
     dev = str(resolve_device(device))
     if dev == "cpu":
         torch.set_num_threads(max(1, p.threads))

@@ -91,6 +91,24 @@ PRESETS: dict[str, DemoPreset] = {
 """`ppo_steps=-1` means: PPO from scratch at the same number of real env steps as the recording used."""
 
 
+# ALE games last far longer than Arena's stage: the scripted Pong expert's game runs ~28k agent steps, so 24 whole
+# episodes would be ~680k frames. On ALE the video is recorded in chunks of 1,000 steps (the games go on across
+# chunks, so every phase of play is seen) and the real-game evaluation is capped at 5,000 steps (~5.5 minutes of
+# play at 60 Hz with ALE's frame skip of 4), the same cap for every agent.
+ALE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    "default": {"video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000},
+    "full": {"video_episodes": 96, "video_max_steps": 1000, "eval_max_steps": 5000},
+}
+
+
+def preset_for_env(preset: DemoPreset, env: str) -> DemoPreset:
+    """`preset` as run on `env`: ALE games get ALE_OVERRIDES for the preset's name; other envs run it as is."""
+    if not env.startswith("ale:"):
+        return preset
+    return preset.replace(**ALE_OVERRIDES.get(preset.name, {}))
+
+
 def get_preset(name: str, **overrides: Any) -> DemoPreset:
     """The named preset, with field overrides; unknown names are a MetabonkError."""
     if name not in PRESETS:
