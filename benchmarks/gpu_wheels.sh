@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS="gymnasium farama-notifications ale-py ncps mambapy rliable arch torchao tzdata jsonschema
 jsonschema-specifications referencing rpds-py fastapi starlette uvicorn sqlalchemy greenlet alembic mako
-websockets pydantic pydantic-core annotated-types typing-inspection python-multipart pandas opentelemetry-api
+websockets pydantic pydantic-core annotated-types typing-inspection python-multipart pandas pytz opentelemetry-api
 annotated-doc"
 mkdir -p .whl
 for name in $PKGS; do

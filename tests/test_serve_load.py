@@ -20,4 +20,6 @@ def test_sixteen_workers_lose_nothing(tmp_path: Path) -> None:
     assert integ["lost"] == integ["duplicated"] == integ["unexpected"] == integ["corrupt"] == 0, integ
     assert integ["in_store"] == integ["indexed"] == integ["accepted"], integ
     assert res["frames_to_viewers_per_s"] > 0 and res["frames_pushed_per_s"] > 0
+    # workers are paced by deadlines: their streams never run ahead of the fps asked for
+    assert 0 < res["frames_streamed_per_worker_per_s"] <= 30.0 * 1.02
     assert res["heartbeat_count"] > 0 and res["episode_count"] == integ["accepted"]

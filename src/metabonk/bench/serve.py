@@ -41,6 +41,7 @@ class Tally:
     accepted: dict[str, str] = field(default_factory=dict)  # upload_id -> sha256 of the obs bytes sent
     frames_pushed: Counter[str] = field(default_factory=Counter)
     frames_viewed: Counter[str] = field(default_factory=Counter)
+    push_span: dict[str, list[float]] = field(default_factory=dict)  # worker -> [first send, last send] (s)
 
     def took(self, kind: str, dt: float) -> None:
         self.latency_s.setdefault(kind, []).append(dt)
@@ -95,6 +96,8 @@ async def _worker(i: int, url: str, token: str, args: ServeBenchArgs, tally: Tal
                         while time.monotonic() < end:
                             await ws.send(jpegs[k % len(jpegs)])
                             tally.frames_pushed[name] += 1
+                            now = time.monotonic()
+                            tally.push_span.setdefault(name, [now, now])[1] = now
                             k += 1
                             nxt += 1.0 / args.fps
                             await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
@@ -192,6 +195,12 @@ def check_integrity(data: Path, db_url: str | None, accepted: dict[str, str]) ->
             "unexpected": sum(n for u, n in seen.items() if u not in accepted), "corrupt": corrupt}
 
 
+def _stream_rate(tally: Tally) -> float:
+    """Mean over workers of (frames sent - 1) / (last send - first send): the rate a worker streams at."""
+    rates = [(tally.frames_pushed[n] - 1) / (b - a) for n, (a, b) in tally.push_span.items() if b > a]
+    return float(np.mean(rates)) if rates else 0.0
+
+
 def run_load(args: ServeBenchArgs) -> dict[str, Any]:
     """Start a server process, load it for `args.seconds`, stop it, check the store; the figures."""
     from metabonk.serve.process import ServerProcess, make_token
@@ -214,6 +223,9 @@ def run_load(args: ServeBenchArgs) -> dict[str, Any]:
         "database": "postgresql" if args.db_url and args.db_url.startswith("postgresql") else "sqlite",
         "requests": len(every), "request_p50_ms": _pct(every, 50), "request_p99_ms": _pct(every, 99),
         "frames_pushed_per_s": pushed / wall, "frames_pushed_per_worker_per_s": pushed / wall / max(args.workers, 1),
+        # the same frames over each worker's own stream, first send to last: the window above also holds the
+        # worker's registration and socket connect before its first frame
+        "frames_streamed_per_worker_per_s": _stream_rate(tally),
         "frames_to_viewers_per_s": viewed / wall, "frames_to_one_viewer_per_s": viewed / wall / max(args.workers, 1),
         "errors": dict(tally.errors), "retries": dict(tally.retries), "integrity": integrity,
         # the clients and the server share this machine's cores with whatever else runs: say how busy it was
@@ -237,7 +249,8 @@ def main(args: ServeBenchArgs) -> Path:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for k in ("request_p50_ms", "request_p99_ms", "heartbeat_p99_ms", "episode_p50_ms", "episode_p99_ms",
-              "frames_pushed_per_worker_per_s", "frames_to_one_viewer_per_s", "frames_to_viewers_per_s"):
+              "frames_pushed_per_worker_per_s", "frames_streamed_per_worker_per_s",
+              "frames_to_one_viewer_per_s", "frames_to_viewers_per_s"):
         if k in res:
             table.add_row(k, f"{res[k]:.2f}")
     for k, v in res["integrity"].items():
