@@ -30,3 +30,20 @@ def test_bc_on_expert_actions_beats_random_survival(tmp_path) -> None:
     from metabonk.common.checkpoint import load_trainer_state
 
     assert load_trainer_state(out)["step"] == 300
+
+
+def test_class_weights_balance_rare_actions() -> None:
+    """share^-balance weights, mean 1 over the data: 0 leaves CE plain, 1 makes every class weigh the same in all."""
+    import numpy as np
+
+    from metabonk.policy.bc import class_weights
+
+    labels = np.array([0] * 90 + [2] * 6 + [3] * 4)
+    plain = class_weights(labels, 6, 0.0)
+    assert np.allclose(plain[[0, 2, 3]], 1.0) and plain[1] == plain[4] == 0.0
+    full = class_weights(labels, 6, 1.0)
+    share = np.bincount(labels, minlength=6) / len(labels)
+    assert np.isclose((full * share).sum(), 1.0)
+    assert np.allclose((full * share)[[0, 2, 3]], 1 / 3)  # each present class carries a third of the weight
+    half = class_weights(labels, 6, 0.5)
+    assert full[3] > half[3] > plain[3] and full[0] < half[0] < plain[0]

@@ -31,6 +31,8 @@ def train_policy_cmd(
     steps: Annotated[int, typer.Option(help="bc: grad steps; ppo: env steps; dream: updates.")] = 1000,
     init: Annotated[Path | None, typer.Option(help="Start from this policy checkpoint.")] = None,
     label: Annotated[str, typer.Option(help="bc/dream labels: auto | action | action_idm.")] = "auto",
+    class_balance: Annotated[float, typer.Option(help="bc: weigh each action by its share^-X (0 = plain CE; "
+                                                      "for experts that mostly idle).")] = 0.0,
     num_envs: Annotated[int, typer.Option(help="PPO: parallel envs.")] = 8,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -49,7 +51,8 @@ def train_policy_cmd(
         if data is None:
             raise MetabonkError("--algo bc needs --data DIR (an episode store with action or action_idm)")
         path = train_bc(BCArgs(data=str(data), out=str(out), label=label, steps=steps, seed=seed,
-                               device=device, init=str(init) if init else None, policy=policy))
+                               class_balance=class_balance, device=device, init=str(init) if init else None,
+                               policy=policy))
     elif algo == "ppo":
         from metabonk.policy.ppo import PPOArgs, train_ppo
 

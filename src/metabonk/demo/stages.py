@@ -205,7 +205,8 @@ def stage_bc(ctx: DemoContext) -> dict[str, Any]:
     p, d = ctx.preset, ctx.dir("bc")
     t0 = time.time()
     out = train_bc(BCArgs(data=str(ctx.video), out=str(d / "policy"), label="action_idm", steps=p.bc_steps,
-                          batch_size=p.bc_batch, lr=p.bc_lr, seq_len=p.bc_seq_len, seed=ctx.seed,
+                          batch_size=p.bc_batch, lr=p.bc_lr, class_balance=p.bc_class_balance,
+                          seq_len=p.bc_seq_len, seed=ctx.seed,
                           device=ctx.device, quiet=ctx.quiet, save_every=max(p.bc_steps // 4, 1),
                           policy=dict(p.policy)))
     return {"policy": str(out), "seconds": time.time() - t0}

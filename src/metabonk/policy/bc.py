@@ -41,6 +41,9 @@ class BCArgs:
     intents: str = "auto"
     """'auto' (the stored per-step `intent` where every episode has it, else the default intent), 'default',
     or 'shuffled' (stored intents permuted across the batch's windows: a control that carries no intent)."""
+    class_balance: float = 0.0
+    """Weight each movement label by (its share of the labels)^-class_balance, normalised to mean 1 over the data
+    (0 = plain cross-entropy, 1 = every action weighs the same in all; for experts that mostly idle, e.g. Pong's)."""
     steps: int = 1000
     batch_size: int = 32
     seq_len: int = 16
@@ -121,6 +124,14 @@ def bc_batch(raw: dict[str, torch.Tensor], label_key: str, use_confidence: bool)
     return batch
 
 
+def class_weights(labels: np.ndarray, num_classes: int, balance: float) -> np.ndarray:
+    """Per-class weights share^-balance (absent classes 0), scaled so the data's mean weight is 1."""
+    counts = np.bincount(labels.clip(0, num_classes - 1), minlength=num_classes).astype(np.float64)
+    share = counts / max(counts.sum(), 1.0)
+    w = np.where(counts > 0, np.power(np.maximum(share, 1e-12), -balance), 0.0)
+    return w / max(float((w * share).sum()), 1e-12)
+
+
 def bc_loss(
     agent: Agent, batch: dict[str, torch.Tensor], label_key: str, use_confidence: bool
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -175,11 +186,25 @@ def train_bc(args: BCArgs) -> Path:
     if agent.cfg.image_size != store.frame_size:
         raise MetabonkError(f"policy expects {agent.cfg.image_size}px frames, store has {store.frame_size}px")
 
+    weights = None
+    if args.class_balance < 0:
+        raise MetabonkError(f"--class-balance must be ≥ 0, got {args.class_balance}")
+    if args.class_balance > 0:
+        labels = np.concatenate([np.asarray(store.episode(e, [label_key])[label_key]) for e in eps])
+        moves = labels[labels < agent.cfg.move_actions].astype(np.int64)
+        weights = torch.as_tensor(class_weights(moves, agent.cfg.move_actions, args.class_balance),
+                                  dtype=torch.float32)
+
     def sample(rng: np.random.Generator) -> dict[str, torch.Tensor]:
         raw = store.sample_windows(args.batch_size, args.seq_len, rng, keys=keys, episodes=eps)
         if args.intents == "shuffled":
             raw["intent"] = raw["intent"][rng.permutation(len(raw["intent"]))]
-        return bc_batch({k: torch.as_tensor(v) for k, v in raw.items() if k in keys}, label_key, args.use_confidence)
+        batch = bc_batch({k: torch.as_tensor(v) for k, v in raw.items() if k in keys}, label_key, args.use_confidence)
+        if weights is not None:  # card labels (≥ move_actions) keep their weight
+            y = batch["label"].long()
+            w = torch.where(y < len(weights), weights[y.clamp(max=len(weights) - 1)], torch.ones(()))
+            batch["label_weight"] = batch.get("label_weight", torch.ones_like(w)).float() * w
+        return batch
 
     cfg = FitConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, grad_clip=1.0,
                     log_every=args.log_every, save_every=args.save_every, seed=args.seed, device=args.device)
