@@ -98,7 +98,7 @@ PRESETS: dict[str, DemoPreset] = {
 # chunks, so every phase of play is seen) and the real-game evaluation is capped at 5,000 steps (~5.5 minutes of
 # play at 60 Hz with ALE's frame skip of 4), the same cap for every agent. The Pong expert idles ~81 % of its
 # steps (it plans single presses through the paddle's glide) and plain BC learns to idle always: ALE's BC weighs
-# each action by share^-0.5.
+# each action by share^-0.5 (measured on Pong: no gain yet, docs/demo.md).
 ALE_OVERRIDES: dict[str, dict[str, Any]] = {
     "tiny": {"bc_class_balance": 0.5},
     "default": {"bc_class_balance": 0.5, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000},
