@@ -259,7 +259,7 @@ def stage_eval(ctx: DemoContext, policies: dict[str, Path]) -> dict[str, Any]:
     """Every trained policy and the baselines in the real game, same seeds."""
     from metabonk.common.device import resolve_device
     from metabonk.policy.agent import Agent
-    from metabonk.policy.evaluate import evaluate_policy
+    from metabonk.policy.evaluate import add_expert_normalized, evaluate_policy
 
     p = ctx.preset
     device = resolve_device(ctx.device)
@@ -276,13 +276,11 @@ def stage_eval(ctx: DemoContext, policies: dict[str, Path]) -> dict[str, Any]:
         res[name]["seconds"] = time.time() - t0
         if not ctx.quiet:
             console.print(f"eval {name}: survival {r['policy']['survival_mean']:.0f}")
-    span = (res["expert"]["return_mean"] - res["random"]["return_mean"]) if {"random", "expert"} <= set(res) else 0.0
     for name in policies:
         for b in ("random", "expert"):
             if b in res:
                 ratio = res[name]["survival_mean"] / max(res[b]["survival_mean"], 1e-9)
                 res[name][f"survival_vs_{b}"] = ratio
-        if abs(span) > 1e-9:  # (score - random) / (expert - random), every agent on the same seeds
-            res[name]["expert_normalized_return"] = (res[name]["return_mean"] - res["random"]["return_mean"]) / span
+        add_expert_normalized(res[name], res)  # every agent, not only the first, on the same seeds
     res["episodes"], res["env"], res["seed"] = p.eval_episodes, ctx.env, ctx.seed
     return res

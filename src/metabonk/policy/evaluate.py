@@ -206,10 +206,18 @@ def evaluate_policy(
         for name in ("random", "expert"):
             if name in res:
                 res[f"survival_vs_{name}"] = p / max(res[name]["survival_mean"], 1e-9)
-    if "random" in res and "expert" in res:
-        # (score - random) / (expert - random): 1.0 plays as well as the scripted expert, 0.0 at random level
-        span = res["expert"]["return_mean"] - res["random"]["return_mean"]
-        for name in ("policy", "expert"):
-            if name in res and abs(span) > 1e-9:
-                res[name]["expert_normalized_return"] = (res[name]["return_mean"] - res["random"]["return_mean"]) / span
+    for name in ("policy", "expert"):
+        if name in res:
+            add_expert_normalized(res[name], res)
     return res
+
+
+def add_expert_normalized(scores: dict[str, Any], baselines: dict[str, Any]) -> None:
+    """Set scores["expert_normalized_return"] = (score - random) / (expert - random) from the "random" and
+    "expert" summaries in `baselines` (1.0 plays as well as the scripted expert, 0.0 at random level); nothing
+    where either is missing or they score the same."""
+    if "random" not in baselines or "expert" not in baselines:
+        return
+    span = baselines["expert"]["return_mean"] - baselines["random"]["return_mean"]
+    if abs(span) > 1e-9:
+        scores["expert_normalized_return"] = (scores["return_mean"] - baselines["random"]["return_mean"]) / span
