@@ -75,3 +75,13 @@ def test_quantized_world_dreams_in_the_dream_verb(tmp_path: Path) -> None:
                  str(tmp_path / "d.gif"), "--steps", "4", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d.gif").stat().st_size > 0 and "PSNR" in r.output
+
+
+def test_bench_unified_without_a_gpu_is_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():  # the GPU path is measured by benchmarks/run_gpu_unified.sh, not in tests
+        return
+    r = metabonk_process("bench", "unified", "--seconds", "1", "--json", str(tmp_path / "u.json"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "needs CUDA" in r.stderr
+    assert not (tmp_path / "u.json").exists()

@@ -58,8 +58,12 @@ def _inputs(
     return obs, hidden, intent
 
 
-def _stepper(agent: Agent, batch: int, device: torch.device, part: str, graph: bool) -> Callable[[], Any]:
-    """A zero-argument tick; carries the hidden state like a real control loop."""
+def _stepper(
+    agent: Agent, batch: int, device: torch.device, part: str, graph: bool, capture_error_mode: str = "global"
+) -> Callable[[], Any]:
+    """A zero-argument tick; carries the hidden state like a real control loop. With `graph`, one CUDA graph
+    replayed on the caller's current stream; capture_error_mode="thread_local" lets other threads launch
+    kernels while it is captured."""
     obs, hidden, intent = _inputs(agent, batch, device)
     x = torch.randn(batch, agent.cfg.feature_dim + agent.cfg.intent_dim, device=device)
     state = {"h": hidden}
@@ -84,7 +88,7 @@ def _stepper(agent: Agent, batch: int, device: torch.device, part: str, graph: b
     torch.cuda.current_stream(device).wait_stream(stream)
     g = torch.cuda.CUDAGraph()
     state["h"] = static_h
-    with torch.cuda.graph(g):
+    with torch.cuda.graph(g, capture_error_mode=capture_error_mode):  # type: ignore[arg-type]
         new_h = eager()
 
     def replay() -> Any:

@@ -92,8 +92,9 @@ def _sampler_fn(
     return lambda: model.sampler.sample(ctx, acts, num_steps, noise_BCHW=noise)
 
 
-def _graphed(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """Capture fn (fixed inputs) as one CUDA graph; replay is the whole sampler in one launch."""
+def _graphed(fn: Callable[[], torch.Tensor], capture_error_mode: str = "global") -> Callable[[], torch.Tensor]:
+    """Capture fn (fixed inputs) as one CUDA graph; replay is the whole sampler in one launch, on the caller's
+    current stream. capture_error_mode="thread_local" lets other threads launch kernels during the capture."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
@@ -101,7 +102,7 @@ def _graphed(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
             fn()
     torch.cuda.current_stream().wait_stream(s)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, capture_error_mode=capture_error_mode):  # type: ignore[arg-type]
         out = fn()
 
     def replay() -> torch.Tensor:

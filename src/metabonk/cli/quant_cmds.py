@@ -156,3 +156,28 @@ def bench_gguf_cmd(
         raise MetabonkError("--decisions and --threads must be >= 1, --lookup-tokens >= 0")
     res = run_system2(chosen, decisions, threads, out_dir, lookup_tokens=lookup_tokens, log=lambda s: None)
     typer.echo(f"wrote {print_and_write_system2(res, json_path)}")
+
+
+@bench_app.command("unified")
+def bench_unified_cmd(
+    seconds: Annotated[float, typer.Option(help="Length of each measured phase.")] = 15.0,
+    hz: Annotated[float, typer.Option(help="System 1's paced tick rate.")] = 120.0,
+    dream: Annotated[str, typer.Option(help="fused_fp8 | fused_bf16 | bf16_graph")] = "fused_fp8",
+    dream_batch: Annotated[int, typer.Option(help="Dreams per sampler call.")] = 1024,
+    llm: Annotated[bool, typer.Option(help="Also decode with a SmolLM2-135M-shaped model (transformers).")] = True,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Result file (default "
+                                                   "benchmarks/results/unified-GPU.json).")] = None,
+) -> None:
+    """System 1 at batch 1 on a high-priority stream while the dream and an LLM share the GPU, in one process."""
+    import torch
+
+    from metabonk.bench.unified import UnifiedArgs, run_unified
+    from metabonk.common.device import device_label
+    from metabonk.common.results import write_result
+
+    if seconds <= 0 or hz <= 0 or dream_batch < 1:
+        raise MetabonkError("--seconds and --hz must be > 0, --dream-batch >= 1")
+    res = run_unified(UnifiedArgs(seconds=seconds, hz=hz, dream=dream, dream_batch=dream_batch, llm=llm))
+    dev = torch.device("cuda")
+    out = json_path or Path("benchmarks/results") / f"unified-{device_label(dev)}.json"
+    typer.echo(f"wrote {write_result(out, res, dev)}")

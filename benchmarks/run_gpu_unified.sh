@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The unified one-GPU stack (issue 22) on a lent GPU machine: System 1 at 120 Hz on a high-priority stream while
+# the fused FP8 dream (batch 1024) and a SmolLM2-135M-shaped LLM decode in the same process
+# (`metabonk bench unified`, < 6 min on one H200, most of it the FP8 kernels' launch tuning).
+# Needs .whl/ (benchmarks/gpu_wheels.sh) for ncps / mambapy. Usage: OUT=DIR bash benchmarks/run_gpu_unified.sh
+set -uo pipefail
+source "$(dirname "$0")/gpu_env.sh"
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.Stream.priority_range())"
+label=$(python3 -c "import torch; from metabonk.common.device import device_label; print(device_label(torch.device('cuda')))")
+timeout ${T:-420} python3 -m metabonk.bench.unified "$OUT/unified-$label.json" "${SECONDS_PER_PHASE:-15}"
