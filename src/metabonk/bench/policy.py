@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metabonk.common.cuda_graphs import GraphReplay
 from metabonk.common.device import device_label, resolve_device
 from metabonk.common.results import write_result
 from metabonk.policy.agent import Agent
@@ -91,12 +92,8 @@ def _stepper(
     with torch.cuda.graph(g, capture_error_mode=capture_error_mode):  # type: ignore[arg-type]
         new_h = eager()
 
-    def replay() -> Any:
-        g.replay()
-        static_h.copy_(new_h)  # carry the state into the next tick
-        return static_h
-
-    return replay
+    # the graph reads obs / intent / x: the replay holds them (and carries the state into the next tick)
+    return GraphReplay(g, static_h, keep=(obs, intent, x, new_h), after=lambda: static_h.copy_(new_h))
 
 
 def _latency(fn: Callable[[], Any], steps: int, device: torch.device) -> dict[str, float]:

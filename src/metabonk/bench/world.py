@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from metabonk.common.cuda_graphs import GraphReplay
 from metabonk.world.blocks import AdaGroupNorm, GroupNorm
 from metabonk.world.config import WorldConfig, diamond_atari_config
 from metabonk.world.world_model import WorldModel
@@ -104,12 +105,7 @@ def _graphed(fn: Callable[[], torch.Tensor], capture_error_mode: str = "global")
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode=capture_error_mode):  # type: ignore[arg-type]
         out = fn()
-
-    def replay() -> torch.Tensor:
-        graph.replay()
-        return out
-
-    return replay
+    return GraphReplay(graph, out, keep=(fn,))  # fn holds the inputs the graph reads
 
 
 def _inductor_options(cdt: bool) -> contextlib.AbstractContextManager[Any]:
