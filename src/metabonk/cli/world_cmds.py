@@ -219,3 +219,46 @@ def bench_world_cmd(
     path = json_path or Path("benchmarks/results") / f"world-{device_label(dev)}.json"
     write_result(path, res, dev)
     typer.echo(f"wrote {path}")
+
+
+@bench_app.command("adaptive")
+def bench_adaptive_cmd(
+    ckpt: Annotated[Path, typer.Argument(help="World-model checkpoint directory.")],
+    data: Annotated[Path, typer.Option(help="Episode store; the checkpoint's training episodes are left out.")],
+    num_steps: Annotated[int, typer.Option(help="The full schedule's Euler steps.", min=2, max=64)] = 3,
+    fractions: Annotated[str, typer.Option(help="Comma-separated shares of hard frames.")] = "0.1,0.25,0.5",
+    horizon: Annotated[int, typer.Option(help="Open-loop dream steps scored.", min=1, max=256)] = 8,
+    starts: Annotated[int, typer.Option(help="Held-out starts scored.", min=1, max=100_000)] = 256,
+    batch: Annotated[int, typer.Option(help="Batch of the speed figure.", min=1, max=65_536)] = 256,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the starts and the dreams' noise.", min=0)] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Result file (default "
+                                                   "benchmarks/results/adaptive-<device>.json).")] = None,
+) -> None:
+    """Adaptive compute in the dream: frames/s and open-loop PSNR for 1 step, the full schedule, and the full
+    schedule on only the hardest share of frames (beside the same share picked at random), in one run."""
+    import numpy as np
+
+    from metabonk.bench.adaptive import default_json, print_table, run_adaptive_bench
+    from metabonk.common.device import resolve_device
+    from metabonk.common.results import write_result
+    from metabonk.data.store import EpisodeStore
+    from metabonk.world.eval_store import held_out_episodes, open_loop_windows
+    from metabonk.world.world_model import WorldModel, read_meta
+
+    try:
+        shares = tuple(float(f) for f in fractions.split(",") if f.strip())
+    except ValueError:
+        raise MetabonkError(f"--fractions must be comma-separated numbers, got '{fractions}'") from None
+    if not shares or any(not 0.0 < f < 1.0 for f in shares):
+        raise MetabonkError(f"--fractions must be shares strictly between 0 and 1, got '{fractions}'")
+    dev = resolve_device(device)
+    model = WorldModel.load(ckpt, device=dev)
+    store = EpisodeStore.open(data)
+    eps = held_out_episodes(model, read_meta(ckpt), store)
+    frames, actions = open_loop_windows(model, store, eps, horizon, starts, np.random.default_rng(seed))
+    res = run_adaptive_bench(model, frames, actions, num_steps=num_steps, fractions=shares, horizon=horizon,
+                             batch=batch, seed=seed, log=lambda s: None)
+    res |= {"checkpoint": str(ckpt), "data": str(data), "eval_episodes": len(eps)}
+    print_table(res)
+    typer.echo(f"wrote {write_result(json_path or default_json(dev), res, dev)}")

@@ -41,7 +41,12 @@ class DreamEnv:
         bf16: bool | None = None,
         seed: int | None = None,
         kernels: str = "eager",
+        hard_fraction: float | None = None,
+        hard_select: str = "difficulty",
     ) -> None:
+        """`hard_fraction`: adaptive compute (`DiffusionSampler.sample_adaptive`): only that share of each
+        step's frames, the hardest after one denoiser call, get the whole `num_steps` schedule
+        (`hard_select="random"`: a random share instead, the control for the difficulty signal)."""
         if kernels not in KERNELS:
             raise MetabonkError(f"kernels must be one of {', '.join(KERNELS)}, got '{kernels}'")
         if kernels != "eager":  # swaps the model's denoiser network in place (state_dict unchanged)
@@ -56,6 +61,9 @@ class DreamEnv:
         self.num_context = cfg.num_context
         self.frame_size = cfg.frame_size
         self.num_steps = num_steps or cfg.sampler.num_steps
+        if hard_fraction is not None and not 0.0 <= hard_fraction <= 1.0:
+            raise MetabonkError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
+        self.hard_fraction, self.hard_select = hard_fraction, hard_select
         self.max_episode_steps = max_episode_steps
         self.device = model.device
         use_bf16 = self.device.type == "cuda" if bf16 is None else bf16
@@ -123,7 +131,13 @@ class DreamEnv:
         acts = torch.cat([self.past_actions, a[:, None]], dim=1)
         noise = torch.randn(self.frames[:, 0].shape, device=self.device, generator=self.generator)
         with self._autocast():
-            nxt = self.model.sampler.sample(self.frames, acts, self.num_steps, noise_BCHW=noise).float()
+            if self.hard_fraction is None:
+                nxt = self.model.sampler.sample(self.frames, acts, self.num_steps, noise_BCHW=noise).float()
+            else:
+                nxt = self.model.sampler.sample_adaptive(
+                    self.frames, acts, self.num_steps, self.hard_fraction, noise_BCHW=noise,
+                    select=self.hard_select, generator=self.generator,
+                ).float()
             stack = torch.cat([self.frames, nxt[:, None]], dim=1)
             reward, logit = self.model.reward_model.predict(stack, a)
         self.frames = stack[:, 1:]

@@ -13,6 +13,31 @@ from metabonk.world.evaluate import controllability, fidelity, fidelity_report, 
 from metabonk.world.world_model import WorldModel, read_meta
 
 
+def held_out_episodes(model: WorldModel, ckpt_meta: dict[str, Any], store: Any) -> list[int]:
+    """The store's episodes the checkpoint did not train on (all of them when it is not the training store)."""
+    train_eps = (
+        set(ckpt_meta.get("train_episodes", [])) if ckpt_meta.get("data") == str(store.path) else set()
+    )
+    eps = [e for e in range(len(store)) if e not in train_eps]
+    if not eps:
+        raise MetabonkError(f"every episode of {store.path} was used for training; nothing held out")
+    if model.config.action_source == "latent":
+        raise MetabonkError(
+            "evaluating latent-action world models needs the LAM labels; evaluate with real data"
+        )
+    return eps
+
+
+def open_loop_windows(
+    model: WorldModel, store: Any, eps: list[int], horizon: int, max_starts: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to `max_starts` random windows of episodes `eps` for `fidelity`: frames uint8 [N,k+horizon,H,W,3] and
+    the actions taken at them [N,k-1+horizon]."""
+    long = WindowData(store, eps, model.config.num_context + horizon - 1, model.config.action_source)
+    w = long._gather(long.index[rng.permutation(len(long.index))[:max_starts]])
+    return w["obs"], w["action"]
+
+
 def evaluate_on_store(
     model: WorldModel,
     ckpt_meta: dict[str, Any],
@@ -23,23 +48,11 @@ def evaluate_on_store(
 ) -> dict[str, Any]:
     """Fidelity over `horizon` open-loop steps, controllability and reward/termination metrics on the episodes
     the checkpoint did not train on (all episodes when the store is not the training store)."""
-    train_eps = (
-        set(ckpt_meta.get("train_episodes", [])) if ckpt_meta.get("data") == str(store.path) else set()
-    )
-    eps = [e for e in range(len(store)) if e not in train_eps]
-    if not eps:
-        raise MetabonkError(f"every episode of {store.path} was used for training; nothing held out")
+    eps = held_out_episodes(model, ckpt_meta, store)
     key = ACTION_KEYS.get(model.config.action_source, "action")
-    if model.config.action_source == "latent":
-        raise MetabonkError(
-            "evaluating latent-action world models needs the LAM labels; evaluate with real data"
-        )
     k = model.config.num_context
     rng = np.random.default_rng(seed)
-    long = WindowData(store, eps, k + horizon - 1, model.config.action_source)
-    rows = long.index[rng.permutation(len(long.index))[:max_starts]]
-    w = long._gather(rows)
-    frames, actions = w["obs"], w["action"]
+    frames, actions = open_loop_windows(model, store, eps, horizon, max_starts, rng)
     fid = fidelity(model, frames, actions, horizon, seed=seed)
     short = WindowData(store, eps, k, model.config.action_source)
     all_rows = short.index
@@ -52,7 +65,7 @@ def evaluate_on_store(
     con = controllability(model, frames[: min(64, len(frames))], moves, steps=3, real_shift=shifts, seed=seed)
     return {
         "horizon": horizon,
-        "eval_starts": len(rows),
+        "eval_starts": len(frames),
         "eval_episodes": len(eps),
         "action_key": key,
         **fidelity_report(fid),

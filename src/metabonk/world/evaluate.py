@@ -94,16 +94,18 @@ def fidelity(
     seed: int = 0,
     batch: int = 256,
     bf16: bool | None = None,
+    dream_kw: dict[str, Any] | None = None,
 ) -> dict[str, list[float]]:
     """PSNR/SSIM per dream step vs the real frames and vs copy-last-frame. frames uint8 [N,k+horizon,H,W,3],
     actions [N,k-1+horizon] (store convention). `bf16`: dream under bf16 autocast (default: on CUDA).
+    `dream_kw`: more DreamEnv arguments (num_steps, hard_fraction, hard_select).
 
     `psnr` is the PSNR of the mean squared error over all starts at each step. `psnr_item_mean` is the mean of
     per-start PSNRs; it is reported too, but it is a poor judge of copy-last-frame: a start whose next frame is
     unchanged (a paused level-up menu, a player standing still) scores 100 dB (the clamp) for copying, so a few
     such starts outweigh everything else."""
     k = model.config.num_context
-    env = DreamEnv(model, seed=seed, bf16=bf16)
+    env = DreamEnv(model, seed=seed, bf16=bf16, **(dream_kw or {}))
     acc: dict[str, list[torch.Tensor]] = {
         "mse": [], "ssim": [], "copy_mse": [], "copy_ssim": [], "psnr_item": [], "copy_psnr_item": []
     }

@@ -1,6 +1,10 @@
-"""Few-step EDM samplers (Euler, Heun) over a Karras σ schedule, conditioned on past frames and actions."""
+"""Few-step EDM samplers (Euler, Heun) over a Karras σ schedule, conditioned on past frames and actions; and an
+adaptive-compute variant (the seeds' "mixture of depths") that spends the full schedule only on the frames its
+first step finds hard."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -67,3 +71,58 @@ class DiffusionSampler:
         if self.denoiser.config.target == "delta":
             x = context_BKCHW[:, -1] + x
         return x.clamp(-1, 1)
+
+    def difficulty(self, denoised_BCHW: torch.Tensor, context_BKCHW: torch.Tensor) -> torch.Tensor:
+        """How hard each frame is [B], from the first denoiser call alone: the mean absolute change it predicts
+        from the last context frame. Frames that barely change (a still screen, a paused menu) come out right
+        in one step; frames with motion are where more steps sharpen the sample."""
+        change = denoised_BCHW if self.denoiser.config.target == "delta" else denoised_BCHW - context_BKCHW[:, -1]
+        return change.float().abs().flatten(1).mean(1)
+
+    @torch.no_grad()
+    def sample_adaptive(
+        self,
+        context_BKCHW: torch.Tensor,
+        actions_BK: torch.Tensor,
+        num_steps: int,
+        hard_fraction: float,
+        noise_BCHW: torch.Tensor | None = None,
+        select: str = "difficulty",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Like `sample`, but only the ceil(hard_fraction · B) hardest frames (by `difficulty` after the first
+        denoiser call) get the whole `num_steps` schedule; the rest keep the one-step sample. Every schedule
+        starts at σ_max, so the first call is shared and the cost is 1 + (num_steps - 1) · hard_fraction
+        denoiser calls per frame. Shapes are fixed by B and hard_fraction (top-k, no data-dependent sizes), so it
+        can be captured in a CUDA graph. hard_fraction = 1 is exactly `sample`; 0 is one Euler step.
+        select="random" picks the frames at random (same compute): the control that shows what the signal buys."""
+        if not 0.0 <= hard_fraction <= 1.0:
+            raise ValueError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
+        if select not in ("difficulty", "random"):
+            raise ValueError(f"select must be 'difficulty' or 'random', got '{select}'")
+        if self.config.order != 1:
+            raise ValueError("the adaptive sampler runs Euler steps (sampler order 1)")
+        B, _, C, H, W = context_BKCHW.shape
+        sigmas = self.sigmas(num_steps)
+        if noise_BCHW is None:
+            noise_BCHW = torch.randn(B, C, H, W, device=context_BKCHW.device, dtype=context_BKCHW.dtype)
+        x = noise_BCHW * sigmas[0]
+        ones = torch.ones(B, device=x.device, dtype=x.dtype)
+        denoised = self.denoiser.denoise(x, sigmas[0] * ones, context_BKCHW, actions_BK)
+        out = denoised  # the one-step sample (Euler from σ_max straight to 0)
+        k = min(B, math.ceil(hard_fraction * B - 1e-9))
+        if k > 0 and num_steps > 1:
+            if select == "random":
+                hard = torch.randperm(B, device=x.device, generator=generator)[:k]
+            else:
+                hard = self.difficulty(denoised, context_BKCHW).topk(k).indices
+            ctx, acts = context_BKCHW.index_select(0, hard), actions_BK.index_select(0, hard)
+            xh = torch.lerp(x.index_select(0, hard), denoised.index_select(0, hard), 1 - sigmas[1] / sigmas[0])
+            ones_h = ones[:k]
+            for i in range(1, len(sigmas) - 1):
+                s, s_next = sigmas[i], sigmas[i + 1]
+                xh = torch.lerp(xh, self.denoiser.denoise(xh, s * ones_h, ctx, acts), 1 - s_next / s)
+            out = out.index_copy(0, hard, xh)
+        if self.denoiser.config.target == "delta":
+            out = context_BKCHW[:, -1] + out
+        return out.clamp(-1, 1)
