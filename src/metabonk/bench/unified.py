@@ -52,6 +52,9 @@ class UnifiedArgs:
     llm_new_tokens: int = 24
     switch_interval_s: float = 1e-4
     """sys.setswitchinterval while the threads share the GIL (Python's default 5 ms would delay System 1's ticks)."""
+    dream_sms: int | None = None
+    """Confine the dream to a green context of this many SMs (torch.cuda.green_contexts), leaving the rest to
+    System 1 and the LLM; None = the dream may use every SM."""
 
 
 class _Loop(threading.Thread):
@@ -86,8 +89,18 @@ class _Loop(threading.Thread):
         return units, lat
 
 
-def _dreamer(kind: str, batch: int, device: torch.device) -> Callable[[], int]:
-    """One call = one batch of dreamed frames (the CUDA-graphed sampler); returns the frame count."""
+def green_stream(num_sms: int) -> tuple[Any, torch.cuda.Stream]:
+    """A green context of `num_sms` SMs and a stream whose kernels run only on them (CUDA 12.4+ green contexts:
+    a stream priority only orders *waiting* blocks, it cannot take SMs back from a long-running kernel)."""
+    from torch.cuda.green_contexts import GreenContext
+
+    ctx = GreenContext.create(num_sms=num_sms, device_id=torch.cuda.current_device())
+    return ctx, ctx.Stream()
+
+
+def _dreamer(kind: str, batch: int, device: torch.device, stream: torch.cuda.Stream) -> Callable[[], int]:
+    """One call = one batch of dreamed frames (the CUDA-graphed sampler, set up and captured on `stream`);
+    returns the frame count."""
     from metabonk.bench.world import _graphed, _inputs, _sampler_fn
     from metabonk.world.config import diamond_atari_config
     from metabonk.world.world_model import WorldModel
@@ -106,12 +119,14 @@ def _dreamer(kind: str, batch: int, device: torch.device) -> Callable[[], int]:
         model = model.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
         dtype = torch.bfloat16
     ctx, acts = _inputs(model.config, batch, device, dtype)
-    with torch.inference_mode():
+    torch.cuda.synchronize()
+    with torch.inference_mode(), torch.cuda.stream(stream):
         fn = _sampler_fn(model, ctx, acts, 3)
         if kind.startswith("fused"):
             with model.denoiser.inner.tuning():  # type: ignore[operator]
                 fn()
-        replay = _graphed(fn, capture_error_mode="thread_local")
+        replay = _graphed(fn, capture_error_mode="thread_local", stream=stream)
+    stream.synchronize()
 
     def dream() -> int:
         with torch.inference_mode():
@@ -183,7 +198,11 @@ def run_unified(args: UnifiedArgs, log: Callable[[str], None] = print) -> dict[s
     low, high = torch.cuda.Stream.priority_range()
     s1_high = torch.cuda.Stream(device, priority=high)
     s1_default = torch.cuda.Stream(device, priority=0)
-    dream_stream = torch.cuda.Stream(device, priority=low)
+    green = None
+    if args.dream_sms is not None:  # the dream confined to its SMs (a green context's stream has default priority)
+        green, dream_stream = green_stream(args.dream_sms)
+    else:
+        dream_stream = torch.cuda.Stream(device, priority=low)
     llm_stream = torch.cuda.Stream(device, priority=0)
     sys.setswitchinterval(args.switch_interval_s)
     torch.manual_seed(0)
@@ -192,7 +211,7 @@ def run_unified(args: UnifiedArgs, log: Callable[[str], None] = print) -> dict[s
         tick = _stepper(agent, 1, device, "agent", graph=True, capture_error_mode="thread_local")
     log("System 1 captured")
     t = time.perf_counter()
-    dreamer = _Loop(_dreamer(args.dream, args.dream_batch, device), dream_stream)
+    dreamer = _Loop(_dreamer(args.dream, args.dream_batch, device, dream_stream), dream_stream)
     dream_setup_s = time.perf_counter() - t
     log(f"dream ({args.dream}, batch {args.dream_batch}) ready in {dream_setup_s:.0f} s")
     llm = _Loop(_llm(device, args.llm_prompt_tokens, args.llm_new_tokens), llm_stream) if args.llm else None
@@ -259,6 +278,8 @@ def run_unified(args: UnifiedArgs, log: Callable[[str], None] = print) -> dict[s
     return {
         "settings": asdict(args),
         "stream_priorities": {"low": low, "high": high},
+        "sm_count": torch.cuda.get_device_properties(device).multi_processor_count,
+        "dream_green_context": green is not None,
         "system1_params": sum(p.numel() for p in agent.parameters()),
         "dream_setup_s": dream_setup_s,
         "recaptured_while_dreaming": True,
@@ -273,7 +294,8 @@ if __name__ == "__main__":
 
     from metabonk.common.results import write_result
 
-    res = run_unified(UnifiedArgs(seconds=float(sys.argv[2]) if len(sys.argv) > 2 else 15.0))
+    sms = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "all" else None
+    res = run_unified(UnifiedArgs(seconds=float(sys.argv[2]) if len(sys.argv) > 2 else 15.0, dream_sms=sms))
     if len(sys.argv) > 1:
         write_result(sys.argv[1], res, torch.device("cuda"))
     print(json.dumps(res["target"]))

@@ -93,17 +93,20 @@ def _sampler_fn(
     return lambda: model.sampler.sample(ctx, acts, num_steps, noise_BCHW=noise)
 
 
-def _graphed(fn: Callable[[], torch.Tensor], capture_error_mode: str = "global") -> Callable[[], torch.Tensor]:
+def _graphed(
+    fn: Callable[[], torch.Tensor], capture_error_mode: str = "global", stream: torch.cuda.Stream | None = None
+) -> Callable[[], torch.Tensor]:
     """Capture fn (fixed inputs) as one CUDA graph; replay is the whole sampler in one launch, on the caller's
-    current stream. capture_error_mode="thread_local" lets other threads launch kernels during the capture."""
-    s = torch.cuda.Stream()
+    current stream. capture_error_mode="thread_local" lets other threads launch kernels during the capture;
+    `stream`: warm up and capture on it (e.g. a green context's stream) instead of fresh side streams."""
+    s = stream or torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
         for _ in range(3):
             fn()
     torch.cuda.current_stream().wait_stream(s)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, capture_error_mode=capture_error_mode):  # type: ignore[arg-type]
+    with torch.cuda.graph(graph, stream=stream, capture_error_mode=capture_error_mode):  # type: ignore[arg-type]
         out = fn()
     return GraphReplay(graph, out, keep=(fn,))  # fn holds the inputs the graph reads
 

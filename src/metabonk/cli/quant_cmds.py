@@ -165,6 +165,8 @@ def bench_unified_cmd(
     dream: Annotated[str, typer.Option(help="fused_fp8 | fused_bf16 | bf16_graph")] = "fused_fp8",
     dream_batch: Annotated[int, typer.Option(help="Dreams per sampler call.")] = 1024,
     llm: Annotated[bool, typer.Option(help="Also decode with a SmolLM2-135M-shaped model (transformers).")] = True,
+    dream_sms: Annotated[int | None, typer.Option(help="Confine the dream to a green context of this many SMs "
+                                                  "(default: every SM).", min=1)] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Result file (default "
                                                    "benchmarks/results/unified-GPU.json).")] = None,
 ) -> None:
@@ -177,7 +179,8 @@ def bench_unified_cmd(
 
     if seconds <= 0 or hz <= 0 or dream_batch < 1:
         raise MetabonkError("--seconds and --hz must be > 0, --dream-batch >= 1")
-    res = run_unified(UnifiedArgs(seconds=seconds, hz=hz, dream=dream, dream_batch=dream_batch, llm=llm))
+    res = run_unified(UnifiedArgs(seconds=seconds, hz=hz, dream=dream, dream_batch=dream_batch, llm=llm,
+                                  dream_sms=dream_sms))
     dev = torch.device("cuda")
     out = json_path or Path("benchmarks/results") / f"unified-{device_label(dev)}.json"
     typer.echo(f"wrote {write_result(out, res, dev)}")
