@@ -42,6 +42,17 @@ class DiffusionSampler:
             self._sigmas[n] = karras_sigmas(n, c.sigma_min, c.sigma_max, c.rho).tolist()
         return self._sigmas[n]
 
+    def _start(
+        self, context_BKCHW: torch.Tensor, num_steps: int | None, noise_BCHW: torch.Tensor | None
+    ) -> tuple[list[float], torch.Tensor, torch.Tensor]:
+        """The schedule, the starting sample σ_max · noise [B,C,H,W] and a ones [B] to broadcast σ with."""
+        B, _, C, H, W = context_BKCHW.shape
+        sigmas = self.sigmas(num_steps)
+        if noise_BCHW is None:
+            noise_BCHW = torch.randn(B, C, H, W, device=context_BKCHW.device, dtype=context_BKCHW.dtype)
+        x = noise_BCHW * sigmas[0]
+        return sigmas, x, torch.ones(B, device=x.device, dtype=x.dtype)
+
     @torch.no_grad()
     def sample(
         self,
@@ -51,12 +62,7 @@ class DiffusionSampler:
         noise_BCHW: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The next frame, float [B,C,H,W] in [-1,1]; `noise_BCHW` (unit Gaussian) fixes the draw."""
-        B, _, C, H, W = context_BKCHW.shape
-        sigmas = self.sigmas(num_steps)
-        if noise_BCHW is None:
-            noise_BCHW = torch.randn(B, C, H, W, device=context_BKCHW.device, dtype=context_BKCHW.dtype)
-        x = noise_BCHW * sigmas[0]
-        ones = torch.ones(B, device=x.device, dtype=x.dtype)
+        sigmas, x, ones = self._start(context_BKCHW, num_steps, noise_BCHW)
         for i in range(len(sigmas) - 1):
             s, s_next = sigmas[i], sigmas[i + 1]
             denoised = self.denoiser.denoise(x, s * ones, context_BKCHW, actions_BK)
@@ -102,14 +108,10 @@ class DiffusionSampler:
             raise ValueError(f"select must be 'difficulty' or 'random', got '{select}'")
         if self.config.order != 1:
             raise ValueError("the adaptive sampler runs Euler steps (sampler order 1)")
-        B, _, C, H, W = context_BKCHW.shape
-        sigmas = self.sigmas(num_steps)
-        if noise_BCHW is None:
-            noise_BCHW = torch.randn(B, C, H, W, device=context_BKCHW.device, dtype=context_BKCHW.dtype)
-        x = noise_BCHW * sigmas[0]
-        ones = torch.ones(B, device=x.device, dtype=x.dtype)
+        sigmas, x, ones = self._start(context_BKCHW, num_steps, noise_BCHW)
         denoised = self.denoiser.denoise(x, sigmas[0] * ones, context_BKCHW, actions_BK)
         out = denoised  # the one-step sample (Euler from σ_max straight to 0)
+        B = x.shape[0]
         k = min(B, math.ceil(hard_fraction * B - 1e-9))
         if k > 0 and num_steps > 1:
             if select == "random":
