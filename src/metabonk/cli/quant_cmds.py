@@ -161,12 +161,12 @@ def bench_gguf_cmd(
 @bench_app.command("unified")
 def bench_unified_cmd(
     seconds: Annotated[float, typer.Option(help="Length of each measured phase.")] = 15.0,
-    hz: Annotated[float, typer.Option(help="System 1's paced tick rate.")] = 120.0,
+    hz: Annotated[float, typer.Option(help="System 1's paced tick rate.", min=1.0, max=10_000.0)] = 120.0,
     dream: Annotated[str, typer.Option(help="fused_fp8 | fused_bf16 | bf16_graph")] = "fused_fp8",
-    dream_batch: Annotated[int, typer.Option(help="Dreams per sampler call.")] = 1024,
+    dream_batch: Annotated[int, typer.Option(help="Dreams per sampler call.", min=1, max=65_536)] = 1024,
     llm: Annotated[bool, typer.Option(help="Also decode with a SmolLM2-135M-shaped model (transformers).")] = True,
     dream_sms: Annotated[int | None, typer.Option(help="Confine the dream to a green context of this many SMs "
-                                                  "(default: every SM).", min=1)] = None,
+                                                  "(default: every SM).", min=1, max=1024)] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Result file (default "
                                                    "benchmarks/results/unified-GPU.json).")] = None,
 ) -> None:
@@ -177,8 +177,6 @@ def bench_unified_cmd(
     from metabonk.common.device import device_label
     from metabonk.common.results import write_result
 
-    if seconds <= 0 or hz <= 0 or dream_batch < 1:
-        raise MetabonkError("--seconds and --hz must be > 0, --dream-batch >= 1")
     res = run_unified(UnifiedArgs(seconds=seconds, hz=hz, dream=dream, dream_batch=dream_batch, llm=llm,
                                   dream_sms=dream_sms))
     dev = torch.device("cuda")
