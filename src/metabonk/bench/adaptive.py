@@ -11,7 +11,6 @@ open-loop PSNR against the real frames over `horizon` steps from the same starts
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import torch
 
 from metabonk.world.dream_env import DreamEnv
 from metabonk.world.evaluate import fidelity
+from metabonk.world.sampler import hard_count
 from metabonk.world.world_model import WorldModel
 
 
@@ -39,7 +39,7 @@ def _calls_per_frame(kw: dict[str, Any], batch: int) -> float:
     n, f = kw["num_steps"], kw.get("hard_fraction")
     if f is None:
         return float(n)
-    return 1.0 + (n - 1) * min(batch, math.ceil(f * batch - 1e-9)) / batch
+    return 1.0 + (n - 1) * hard_count(batch, f) / batch
 
 
 def _frames_per_s(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor, kw: dict[str, Any],
@@ -120,4 +120,4 @@ def print_table(res: dict[str, Any]) -> None:
 def default_json(device: torch.device) -> Path:
     from metabonk.common.device import device_label
 
-    return Path("benchmarks/results") / f"adaptive-{device_label(device) if device.type == 'cuda' else 'cpu'}.json"
+    return Path("benchmarks/results") / f"adaptive-{device_label(device)}.json"

@@ -101,15 +101,10 @@ def green_stream(num_sms: int) -> tuple[Any, torch.cuda.Stream]:
 def _dreamer(kind: str, batch: int, device: torch.device, stream: torch.cuda.Stream) -> Callable[[], int]:
     """One call = one batch of dreamed frames (the CUDA-graphed sampler, set up and captured on `stream`);
     returns the frame count."""
-    from metabonk.bench.world import _graphed, _inputs, _sampler_fn
+    from metabonk.bench.world import _graphed, _inputs, _sampler_fn, random_world
     from metabonk.world.config import diamond_atari_config
-    from metabonk.world.world_model import WorldModel
 
-    torch.manual_seed(0)
-    model = WorldModel(diamond_atari_config()).to(device).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+    model = random_world(diamond_atari_config(), device)
     if kind.startswith("fused"):
         from metabonk.world.fused_unet import fuse_denoiser
 
@@ -282,7 +277,6 @@ def run_unified(args: UnifiedArgs, log: Callable[[str], None] = print) -> dict[s
         "dream_green_context": green is not None,
         "system1_params": sum(p.numel() for p in agent.parameters()),
         "dream_setup_s": dream_setup_s,
-        "recaptured_while_dreaming": True,
         "phases": phases,
         "errors": errors,
         "target": {"system1_p99_ms_max": 0.5, "phase": full, "p99_ms": p99, "met": bool(p99 <= 0.5 and not errors)},

@@ -49,6 +49,17 @@ def flops_per_frame(model: WorldModel, num_steps: int) -> float:
     return float(counter.get_total_flops()) * num_steps
 
 
+def random_world(cfg: WorldConfig, device: torch.device) -> WorldModel:
+    """A world model with seeded, non-trivial random weights (zero-initialised output layers would make every
+    variant agree): speed does not depend on the weights, and variants compared on it differ only by arithmetic."""
+    torch.manual_seed(0)
+    model = WorldModel(cfg).to(device).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
 def _inputs(
     cfg: WorldConfig, batch: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,11 +143,7 @@ def run_bench(
     """Frames/s per (variant, batch), FLOPs per frame, ceilings, and each variant's agreement with eager fp32
     (PSNR of the dreamed frames, every variant starting from the same inputs and the same noise)."""
     cfg = config or diamond_atari_config()
-    torch.manual_seed(0)
-    base = WorldModel(cfg).to(device).eval()
-    with torch.no_grad():  # non-trivial weights (zero-init output layers would make every variant agree)
-        for p in base.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+    base = random_world(cfg, device)
     flops = flops_per_frame(base, num_steps)
     params = sum(p.numel() for p in base.denoiser.parameters())
     rows: list[dict[str, Any]] = []

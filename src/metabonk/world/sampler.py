@@ -24,6 +24,11 @@ def karras_sigmas(
     return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
 
 
+def hard_count(batch: int, hard_fraction: float) -> int:
+    """How many of `batch` frames the adaptive sampler gives the full schedule: ceil(hard_fraction · batch)."""
+    return min(batch, math.ceil(hard_fraction * batch - 1e-9))
+
+
 class DiffusionSampler:
     """Draws the next frame: start from σ_max noise, integrate the probability-flow ODE in few steps."""
 
@@ -112,7 +117,7 @@ class DiffusionSampler:
         denoised = self.denoiser.denoise(x, sigmas[0] * ones, context_BKCHW, actions_BK)
         out = denoised  # the one-step sample (Euler from σ_max straight to 0)
         B = x.shape[0]
-        k = min(B, math.ceil(hard_fraction * B - 1e-9))
+        k = hard_count(B, hard_fraction)
         if k > 0 and num_steps > 1:
             if select == "random":
                 hard = torch.randperm(B, device=x.device, generator=generator)[:k]
