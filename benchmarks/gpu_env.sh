@@ -5,3 +5,11 @@ if [ -d .whl ]; then
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+
+# gpu_setup: create $OUT (default benchmarks/results), print the GPU, and set $label (h200, h100, ...) for file names.
+gpu_setup() {
+  OUT=${OUT:-benchmarks/results}
+  mkdir -p "$OUT"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  label=$(python3 -c "import torch; from metabonk.common.device import device_label; print(device_label(torch.device('cuda')))")
+}

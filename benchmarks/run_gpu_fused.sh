@@ -5,11 +5,8 @@
 # run_gpu_world_train.sh). Usage: OUT=DIR bash benchmarks/run_gpu_fused.sh
 set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"
-OUT=${OUT:-benchmarks/results}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+gpu_setup  # $OUT, the GPU printed, $label
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
-label=$(python3 -c "import torch; from metabonk.common.device import device_label; print(device_label(torch.device('cuda')))")
 # STEPS picks a subset (a lent machine's call lasts 10 minutes: the tuning compiles each kernel variant once per
 # process, ~2 minutes for the FP8 network), e.g. STEPS="fp8 eager" then STEPS="profile compile".
 for step in ${STEPS:-all fp8 eager profile compile}; do

@@ -5,11 +5,8 @@
 # Needs .whl/ (benchmarks/gpu_wheels.sh) for ncps / mambapy. Usage: OUT=DIR bash benchmarks/run_gpu_unified.sh
 set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"
-OUT=${OUT:-benchmarks/results}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+gpu_setup  # $OUT, the GPU printed, $label
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.Stream.priority_range())"
-label=$(python3 -c "import torch; from metabonk.common.device import device_label; print(device_label(torch.device('cuda')))")
 python3 -c "import torch.cuda.green_contexts as g; print('green contexts', g.SUPPORTED if hasattr(g, 'SUPPORTED') else '?', [m for m in dir(g.GreenContext) if not m.startswith('_')])" || true
 # DREAM_SMS=120 confines the dream to a green context of 120 SMs (of the H200's 132); unset: every SM
 timeout ${T:-420} python3 -m metabonk.bench.unified "$OUT/unified-$label${DREAM_SMS:+-dream${DREAM_SMS}sm}.json" \
