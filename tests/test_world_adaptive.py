@@ -97,3 +97,27 @@ def test_bench_adaptive_writes_every_variant(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["bench", "adaptive", str(tmp_path / "world"), "--data", str(tmp_path / "store"),
                                    "--fractions", "1.5"])
     assert bad.exit_code != 0 and "strictly between 0 and 1" in str(bad.exception or bad.output)
+
+
+def test_held_out_episodes_recognise_the_training_store_by_any_path(tmp_path: Path, monkeypatch) -> None:
+    """A checkpoint trained from a relative path is still recognised when evaluated by an absolute one (and from
+    another directory): its training episodes stay out of the scored starts."""
+    from metabonk.data.store import EpisodeStore
+    from metabonk.world.eval_store import held_out_episodes
+    from metabonk.world.synthetic import write_store
+    from metabonk.world.train import TrainConfig, train_world
+    from metabonk.world.world_model import read_meta
+
+    write_store(tmp_path / "vid", episodes=5, size=16, max_steps=30, seed=0)
+    monkeypatch.chdir(tmp_path)
+    model = train_world("vid", "world", TrainConfig(steps=2, batch=4, device="cpu", holdout=0.2),
+                        tiny_config(frame_size=16, num_actions=9), show_progress=False)
+    meta = read_meta(tmp_path / "world")
+    assert Path(meta["data"]).is_absolute() and meta["train_episodes"]
+    monkeypatch.chdir(tmp_path.parent)
+    eps = held_out_episodes(model, meta, EpisodeStore.open(tmp_path / "vid"))
+    assert eps and not set(eps) & set(meta["train_episodes"])
+    assert sorted(eps + meta["train_episodes"]) == list(range(5))
+    relative = {**meta, "data": "vid"}  # an older checkpoint's relative path, read from the directory it was made in
+    monkeypatch.chdir(tmp_path)
+    assert held_out_episodes(model, relative, EpisodeStore.open(tmp_path / "vid")) == eps

@@ -185,7 +185,7 @@ class AgentLoop:
         meta = {"algo": "online", "env": self.cfg.env, "epoch": self.state["epoch"], "env_steps": self.env_steps}
         self.agent.save(self.out / "agent", meta=meta,
                         trainer_state={"algo": "online", "loop_fitter": self.ac_fit.state_dict(full=False)})
-        self.world_fit.ema_model.save(self.out / "world", meta={**meta, "data": str(self.out / "replay")},
+        self.world_fit.ema_model.save(self.out / "world", meta={**meta, "data": str((self.out / "replay").resolve())},
                                       trainer_state={"loop_fitter": self.world_fit.state_dict(full=False)})
         write_json_atomic(self.out / LOOP_STATE, self.state)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,9 @@ from metabonk.world.world_model import WorldModel, read_meta
 
 def held_out_episodes(model: WorldModel, ckpt_meta: dict[str, Any], store: Any) -> list[int]:
     """The store's episodes the checkpoint did not train on (all of them when it is not the training store)."""
-    train_eps = (
-        set(ckpt_meta.get("train_episodes", [])) if ckpt_meta.get("data") == str(store.path) else set()
-    )
+    data = ckpt_meta.get("data")
+    same = data is not None and Path(data).resolve() == Path(store.path).resolve()
+    train_eps = set(ckpt_meta.get("train_episodes", [])) if same else set()
     eps = [e for e in range(len(store)) if e not in train_eps]
     if not eps:
         raise MetabonkError(f"every episode of {store.path} was used for training; nothing held out")

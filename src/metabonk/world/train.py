@@ -134,7 +134,9 @@ def train_world(
     fc = FitConfig(steps=tc.steps, lr=tc.lr, weight_decay=tc.weight_decay, warmup_steps=tc.warmup_steps,
                    grad_clip=tc.grad_clip, ema_decay=tc.ema_decay, log_every=tc.log_every,
                    save_every=tc.save_every, seed=tc.seed, device=tc.device, autocast="bf16" if tc.bf16 else None)
-    meta = {"data": str(data_dir), "train_episodes": train_eps, "train": asdict(tc), "ema_decay": tc.ema_decay}
+    # the absolute path: `eval world` / `bench adaptive` leave these episodes out only when they recognise the store
+    meta = {"data": str(Path(data_dir).resolve()), "train_episodes": train_eps, "train": asdict(tc),
+            "ema_decay": tc.ema_decay}
     model = fit(model.to(device), lambda rng: data.sample(tc.batch, rng, tc.terminal_fraction), fc, out, meta,
                 resume=state is not None, show_progress=show_progress, logdir=logdir, name="train world",
                 ddp_find_unused=False)  # every world-model parameter gets a gradient every step
