@@ -24,6 +24,8 @@ def train_agent_cmd(
     ac_updates: Annotated[int | None, typer.Option(help="Actor-critic updates in imagination per epoch.")] = None,
     collect_steps: Annotated[int | None, typer.Option(help="Real steps collected per epoch.")] = None,
     kernels: Annotated[str, typer.Option(help="Dream kernels: eager | fused_bf16 | fused_fp8 (CUDA).")] = "eager",
+    frame_skip: Annotated[int | None, typer.Option(help="Arena only: game ticks per env step (action repeat; "
+                                                        "1 = every tick, 4 = DIAMOND's Atari rate).")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="Seeds of the final evaluation (0 = none).")] = None,
     compare_ppo: Annotated[bool, typer.Option(help="Also train PPO from scratch at the same real steps and "
                                                    "evaluate it on the same seeds.")] = False,
@@ -37,14 +39,15 @@ def train_agent_cmd(
     Killed runs resume from the last epoch. One process per GPU; DDP is not implemented for this verb."""
     from rich.console import Console
 
-    from metabonk.train.agent_config import loop_config
+    from metabonk.train.agent_config import arena_env_kwargs, loop_config
     from metabonk.train.online import train_agent
     from metabonk.train.report import evaluate_and_report
 
     cfg = loop_config(preset, env=env, env_steps=env_steps, out=str(out), init=str(init) if init else None,
                       world_init=str(world_init) if world_init else None, num_envs=num_envs, size=size,
                       world_updates=world_updates, ac_updates=ac_updates, collect_steps=collect_steps,
-                      kernels=kernels, eval_episodes=eval_episodes, device=device, seed=seed)
+                      kernels=kernels, eval_episodes=eval_episodes, device=device, seed=seed,
+                      env_kwargs=arena_env_kwargs(env, frame_skip))
     from metabonk.serve.hooks import reported_run
 
     with reported_run(orchestrator, f"train agent {env} {preset}", "train",

@@ -41,7 +41,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "max_clients": (1, 1024), "threads": (0, 1024), "samples": (1, 64), "window": (1, 4096),
     "labelled": (0, BIG),
     # pixels and video
-    "size": (8, 2048), "crop": (0, 2048), "scale": (1, 64), "fps": (0.1, 1000.0),
+    "size": (8, 2048), "crop": (0, 2048), "scale": (1, 64), "fps": (0.1, 1000.0), "frame_skip": (1, 16),
     # model shape and optimiser
     "lr": (1e-12, 10.0), "codes": (2, 4096), "context": (0, 64), "width": (1, 1024), "object_shift": (0, 64),
     "decoder_blocks": (0, 64), "change_weight": (0.0, 1e6), "independence_weight": (0.0, 1e6),

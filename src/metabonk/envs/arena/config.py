@@ -42,6 +42,10 @@ class ArenaConfig:
     """Boss spawn times as fractions of the stage (MegaBonk: 2:00 and 7:00 of 10:00)."""
     menu_timeout_steps: int = 60
     """Ticks the level-up menu waits for a card before the game picks card 0."""
+    frame_skip: int = 1
+    """Game ticks per env step (action repeat, as ALE's frameskip): the action is held for that many ticks,
+    rewards and event counts are summed over them and the last tick is observed. 4 gives a decision every
+    1/15 s of play, the rate at which DIAMOND plays Atari; 1 is every tick (60 Hz)."""
 
     # --- player
     player_radius: float = 0.5
@@ -154,6 +158,8 @@ class ArenaConfig:
             raise MetabonkError("max_enemies must exceed the number of bosses")
         if self.stage_steps < 1 or self.menu_timeout_steps < 1:
             raise MetabonkError("stage_steps and menu_timeout_steps must be positive")
+        if not 1 <= self.frame_skip <= 16:
+            raise MetabonkError(f"arena frame_skip must be in 1..16, got {self.frame_skip}")
         if self.view_size >= self.arena_size:
             raise MetabonkError("view_size must be smaller than arena_size")
         self.boss_times = tuple(float(t) for t in self.boss_times)

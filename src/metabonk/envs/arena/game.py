@@ -145,9 +145,14 @@ class ArenaGame:
     def step(
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Advance every game one tick. actions: int64 [N] in [0, NUM_ACTIONS) (layout in spec)."""
+        """Advance every game `cfg.frame_skip` ticks holding `actions` (int64 [N] in [0, NUM_ACTIONS), layout in
+        spec). Rewards and event counts are summed over the ticks; a game that ends on an earlier tick is frozen
+        (its `done` flag stops every mechanic), so nothing after its end is counted."""
         with cpu_threads(self.cpu_threads):
-            return self._step(actions)
+            out = self._step(actions)
+            for _ in range(self.cfg.frame_skip - 1):
+                out = _add_ticks(out, self._step(actions))
+            return out
 
     def _step(
         self, actions: torch.Tensor
@@ -376,6 +381,27 @@ class ArenaGame:
         p = torch.stack([x, y], dim=-1)
         near = (p - player[:, None, :]).norm(dim=-1) < self.cfg.spawn_min_distance
         return torch.where(near[..., None], A - p, p)
+
+
+_LAST_TICK = ("menu_open", "card_options")
+"""Info keys that describe the state after the step (taken from the last tick, not summed)."""
+
+
+def _add_ticks(
+    a: tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
+    b: tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """One env step's outputs from two consecutive ticks' (frame skip): rewards and counts add up, the end
+    flags of either tick hold, a card picked on either tick is kept, the menu state is the later tick's."""
+    info = {}
+    for k, v in b[3].items():
+        if k in _LAST_TICK:
+            info[k] = v
+        elif k == "card_picked":
+            info[k] = torch.maximum(a[3][k], v)  # -1 where no card was picked
+        else:
+            info[k] = a[3][k] + v
+    return a[0] + b[0], a[1] | b[1], a[2] | b[2], info
 
 
 def upgrade_index(name: str) -> int:
