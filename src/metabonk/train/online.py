@@ -103,8 +103,7 @@ class AgentLoop:
 
     def _ensure_world(self, data: Any) -> None:
         """Load the run's world model, or `world_init`, or build a fresh one with σ_data measured on `data`."""
-        from metabonk.world.config import scale_sigmas
-        from metabonk.world.train import target_std
+        from metabonk.world.train import calibrate
         from metabonk.world.world_model import WorldModel
 
         if self.world is not None:
@@ -116,10 +115,7 @@ class AgentLoop:
             world = WorldModel.load(cfg.world_init, self.device)
         else:
             wc = world_config_for(cfg, self.n_actions)
-            if wc.auto_sigma_data:  # EDM's σ_data measured once on the first replay, as `train world` does
-                std = target_std(data, wc.target, np.random.default_rng([cfg.seed, 1]), wc.edm.context_noise_max)
-                scale_sigmas(wc, std)
-                wc.auto_sigma_data = False
+            calibrate(wc, data, cfg.seed)  # σ_data and the reward scale, measured on the first replay
             world = WorldModel(wc).to(self.device)
         wc = world.config
         if wc.frame_size != cfg.size or wc.num_actions < self.n_actions:

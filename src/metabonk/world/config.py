@@ -77,9 +77,13 @@ class WorldConfig:
     """Conv widths of the reward/termination model (one stride-2 conv each)."""
     reward_hidden: int = 256
     reward_loss_weight: float = 1.0
+    """Weight of the reward+termination loss beside the denoising loss."""
     termination_pos_weight: float = 4.0
     """BCE weight of the (rare) episode-end class."""
-    """Weight of the reward+termination loss beside the denoising loss."""
+    reward_scale: float = 1.0
+    """Rewards are regressed in units of this (the head predicts r / reward_scale; `predict` returns env units):
+    set with σ_data to the std of the training rewards, so that a game whose rewards are ~0.01 (Arena) does not
+    leave the reward loss 10^4 times smaller than the termination loss it shares the encoder with."""
 
 
 def scale_sigmas(config: WorldConfig, std: float) -> None:

@@ -38,6 +38,11 @@ class RewardModel(nn.Module):
         self, frames_BKCHW: torch.Tensor, action_B: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """frames: the k context frames then the next frame, [B,k+1,C,H,W] in [-1,1] → (reward, end logit)."""
+        reward_n, logit = self._heads(frames_BKCHW, action_B)
+        return reward_n * self.config.reward_scale, logit
+
+    def _heads(self, frames_BKCHW: torch.Tensor, action_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reward / reward_scale, end logit): the heads' raw outputs."""
         h = torch.cat([self.encoder(frames_BKCHW.flatten(1, 2)), self.act_emb(action_B)], dim=1)
         out = self.head(h)
         return out[:, 0], out[:, 1]
@@ -45,10 +50,10 @@ class RewardModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """batch: obs [B,k+1,C,H,W], action/reward/terminated [B,k]; the target is the last transition."""
         k = self.config.num_context
-        reward, logit = self.predict(batch["obs"], batch["action"][:, k - 1])
+        reward_n, logit = self._heads(batch["obs"], batch["action"][:, k - 1])
         r_true = batch["reward"][:, k - 1].float()
         t_true = batch["terminated"][:, k - 1].float()
-        r_loss = F.mse_loss(reward, r_true)
+        r_loss = F.mse_loss(reward_n, r_true / self.config.reward_scale)
         # a fill on the device, not a copy from the host (a blocking copy would wait for the GPU every step)
         pos_weight = torch.full((), self.config.termination_pos_weight, device=logit.device)
         t_loss = F.binary_cross_entropy_with_logits(logit, t_true, pos_weight=pos_weight)

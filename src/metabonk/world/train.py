@@ -84,6 +84,23 @@ def target_std(
     return float(diffusion_target(obs, target, last_context=last).std().clamp(0.02, 0.5))
 
 
+def calibrate(config: WorldConfig, data: WindowData, seed: int) -> None:
+    """Measure what a fresh model's scales should be on its first training data, once: EDM's σ_data (and the σ
+    ranges with it) from the diffusion target's std, the reward scale from the rewards' std."""
+    if not config.auto_sigma_data:
+        return
+    std = target_std(data, config.target, np.random.default_rng([seed, 1]), config.edm.context_noise_max)
+    scale_sigmas(config, std)
+    config.reward_scale = reward_std(data)
+    config.auto_sigma_data = False  # measured once; resumes and loads keep these values
+
+
+def reward_std(data: WindowData) -> float:
+    """Std of the per-step rewards of the data's episodes (1.0 where they do not vary: no rescaling)."""
+    std = float(torch.cat(data.reward).std(correction=0)) if data.reward else 0.0
+    return std if std > 1e-6 else 1.0
+
+
 def train_world(
     data_dir: str | Path,
     out: str | Path,
@@ -121,10 +138,7 @@ def train_world(
     )
     if state is None:
         cfg = _model_config(store.num_actions, data, store.frame_size, model_config, tc.action_source, tc.lam)
-        if cfg.auto_sigma_data:
-            std = target_std(data, cfg.target, np.random.default_rng([tc.seed, 1]), cfg.edm.context_noise_max)
-            scale_sigmas(cfg, std)
-            cfg.auto_sigma_data = False  # measured once; resumes and loads keep these values
+        calibrate(cfg, data, tc.seed)
         model = WorldModel(cfg)
     if data.num_actions_seen > model.config.num_actions:
         raise MetabonkError(
