@@ -48,7 +48,7 @@ def test_nothing_counts_after_the_end_inside_a_step() -> None:
     cfg = ArenaConfig(frame_skip=4, frame_size=32)
     game = ArenaGame(cfg, 2, "cpu", seed=0)
     game.s["hp"] = torch.tensor([0.0, 100.0])  # row 0 dies on the next tick
-    r, term, trunc, info = game.step(torch.zeros(2, dtype=torch.long))
+    _r, term, _trunc, info = game.step(torch.zeros(2, dtype=torch.long))
     assert bool(term[0]) and not bool(term[1])
     assert float(info["r_survive"][0]) == pytest.approx(cfg.w_survive)  # the dying tick only
     assert float(info["r_survive"][1]) == pytest.approx(4 * cfg.w_survive)
@@ -56,9 +56,9 @@ def test_nothing_counts_after_the_end_inside_a_step() -> None:
 
 def test_env_episode_length_counts_steps_and_skip_is_checked() -> None:
     env = make_env("arena", num_envs=2, size=32, seed=1, frame_skip=4)
-    obs, _ = env.reset(seed=1)
+    env.reset(seed=1)
     for _ in range(3):
-        obs, reward, term, trunc, info = env.step(np.zeros(2, np.int64))
+        _obs, reward, _term, _trunc, info = env.step(np.zeros(2, np.int64))
     assert info["episode_length"].tolist() == [3, 3]
     np.testing.assert_allclose(reward, 4 * ArenaConfig().w_survive, rtol=1e-5)
     with pytest.raises(MetabonkError, match="frame_skip"):
