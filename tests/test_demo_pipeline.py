@@ -103,3 +103,18 @@ def test_ale_presets_record_chunks_and_cap_the_evaluation() -> None:
     assert pong.video_max_steps == 1000 and pong.eval_max_steps == 5000
     assert pong.video_episodes * pong.video_max_steps <= 50_000
     assert pong.labelled_steps <= 0.045 * pong.video_episodes * pong.video_max_steps
+
+
+def test_demo_frame_skip_reaches_the_recording_and_is_kept_per_folder(tmp_path) -> None:
+    """`metabonk demo --frame-skip 4`: the recorded games run 4 ticks per step (the store says so), and a folder
+    holding a run at one frame skip refuses another."""
+    from metabonk.demo.presets import with_frame_skip
+
+    run_demo(with_frame_skip("tiny", "arena", 4), device="cpu", root=tmp_path, name="s", stage="record")
+    for store in ("video", "labelled"):
+        meta = json.loads((tmp_path / "s" / "record" / store / "store.json").read_text())["meta"]
+        assert meta["frame_skip"] == 4
+    with pytest.raises(MetabonkError, match="Arena settings"):
+        run_demo("tiny", device="cpu", root=tmp_path, name="s", stage="record")
+    with pytest.raises(MetabonkError, match="frame-skip"):
+        with_frame_skip("tiny", "ale:Pong", 4)

@@ -23,6 +23,8 @@ def demo_cmd(
     force: Annotated[bool, typer.Option("--force", help="Start the whole run again.")] = False,
     root: Annotated[Path, typer.Option(help="Folder of the runs.")] = Path("runs"),
     seed: Annotated[int, typer.Option(help="Seed of the whole run.")] = 0,
+    frame_skip: Annotated[int | None, typer.Option(help="Arena only: game ticks per env step for every stage "
+                                                        "(action repeat; the preset's if omitted).")] = None,
     orchestrator: Annotated[str | None, typer.Option(help="Report stages, live curves and the report to this "
                                                      "orchestrator URL (token from $METABONK_TOKEN).")] = None,
     publish: Annotated[bool, typer.Option("--publish", help="Also write the scores to benchmarks/results/"
@@ -33,7 +35,11 @@ def demo_cmd(
     from rich.console import Console
 
     from metabonk.demo.pipeline import run_demo
+    from metabonk.demo.presets import with_frame_skip
 
+    run_preset = with_frame_skip(preset, env, frame_skip)
+    if frame_skip is not None and name is None:
+        name = f"demo-{preset}-{env}-skip{frame_skip}"
     hook = None
     if orchestrator is not None:
         from metabonk.demo.pipeline import stage_names
@@ -44,7 +50,7 @@ def demo_cmd(
                             {"preset": preset, "env": env, "seed": seed, "device": device})
     report = None
     try:
-        report = run_demo(preset=preset, device=device, env=env, name=name, stage=stage, force=force, root=root,
+        report = run_demo(preset=run_preset, device=device, env=env, name=name, stage=stage, force=force, root=root,
                           seed=seed, on_stage=hook, publish=publish)
     finally:
         if hook is not None:

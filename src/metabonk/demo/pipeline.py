@@ -105,6 +105,9 @@ def run_demo(preset: str | DemoPreset = "default", device: str = "auto", env: st
         if (old.get("preset"), old.get("env"), old.get("seed")) != (p.name, env, seed):
             raise MetabonkError(f"{run} holds a run of preset {old.get('preset')} on {old.get('env')} "
                                 f"(seed {old.get('seed')}); use another --name or --force")
+        if old.get("settings", {}).get("arena", {}) != p.arena:
+            raise MetabonkError(f"{run} holds a run with Arena settings {old['settings'].get('arena', {})}, not "
+                                f"{p.arena}; use another --name or --force")
     else:
         write_json_atomic(run_json, spec)
     ctx = DemoContext(root=run, preset=p, env=env, device=dev, seed=seed, publish=publish)

@@ -142,8 +142,7 @@ def write_report(ctx: DemoContext, done: dict[str, dict[str, Any] | None]) -> di
     ev = (done.get("eval") or {}).get("summary", {})
     final = root / DREAM_POLICY
     panels = plot_curves(root, d / "curves.png")
-    arena_kw = dict(p.arena) if ctx.is_arena else {}
-    ag = agent_gif(final, ctx.env, d / "agent.gif", p.gif_steps, ctx.seed + 777, ctx.device, arena_kw)
+    ag = agent_gif(final, ctx.env, d / "agent.gif", p.gif_steps, ctx.seed + 777, ctx.device, ctx.env_kwargs)
     dg = dream_gif(ctx.dir("world") / "model", ctx.video, d / "dream.gif", p.dream_gif_steps, ctx.device,
                    ctx.seed)
     figures = {"preset": p.name, "run": str(root), "device": ctx.device, **ev}

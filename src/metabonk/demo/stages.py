@@ -35,6 +35,11 @@ class DemoContext:
 
         return self.env in ARENA_CONFIGS
 
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """Game options of every env of the run: the preset's Arena overrides on Arena, none elsewhere."""
+        return dict(self.preset.arena) if self.is_arena else {}
+
     def dir(self, stage: str) -> Path:
         return self.root / stage
 
@@ -59,7 +64,7 @@ def _record(ctx: DemoContext, out: Path, episodes: int, keep_actions: bool, seed
     policy = "scripted" if has_scripted(ctx.env) else "random"
     s = record_episodes(ctx.env, out, episodes, policy=policy, num_envs=ctx.preset.num_envs,
                         size=ctx.preset.frame_size, seed=seed, keep_actions=keep_actions, max_steps=max_steps,
-                        show_progress=not ctx.quiet)
+                        show_progress=not ctx.quiet, env_kwargs=ctx.env_kwargs)
     return {"policy": policy, "episodes": s.episodes, "transitions": s.transitions, "env_steps": s.steps,
             "mean_return": s.mean_return, "mean_length": s.mean_length, "seconds": s.seconds}
 
@@ -99,7 +104,7 @@ def _record_labelled(ctx: DemoContext, budget: int, phases: int = 8) -> dict[str
     picks = [e for e, m in enumerate(metas)
              if pool.lengths[e] >= 2 and want.get(m.get("env_index", -1)) == m.get("env_episode")]
     out = EpisodeStore.create(ctx.labelled, pool.env_spec, pool.num_actions, pool.frame_size,
-                              meta={"policy": stats["policy"], "chunks_from": "labelled_pool"})
+                              meta={**pool.info.get("meta", {}), "chunks_from": "labelled_pool"})
     for e in picks:
         out.append(pool.episode(e), meta=pool.episode_meta(e))
     shutil.rmtree(pool_dir)
@@ -231,7 +236,7 @@ def stage_dream(ctx: DemoContext) -> dict[str, Any]:
                       collect_steps=p.dream_collect_steps, world_updates=p.dream_world_updates,
                       world_batch=p.world_batch, ac_updates=p.dream_updates, ac_batch=p.dream_batch,
                       sampler_steps=p.dream_sampler_steps, eval_episodes=0, device=ctx.device, seed=ctx.seed,
-                      quiet=ctx.quiet, threads=p.threads, env_kwargs=dict(p.arena) if ctx.is_arena else {},
+                      quiet=ctx.quiet, threads=p.threads, env_kwargs=ctx.env_kwargs,
                       imagination={"horizon": p.dream_horizon, "return_norm_floor": 0.05})
     run = train_agent(cfg)
     import json
@@ -251,7 +256,7 @@ def stage_ppo(ctx: DemoContext, real_env_steps: int) -> dict[str, Any]:
     t0 = time.time()
     out = train_ppo(PPOArgs(env=ctx.env, out=str(d / "policy"), total_steps=steps, num_envs=p.num_envs,
                             size=p.frame_size, seed=ctx.seed, device=ctx.device, quiet=ctx.quiet,
-                            num_minibatches=min(4, p.num_envs), policy=dict(p.policy)))
+                            num_minibatches=min(4, p.num_envs), policy=dict(p.policy), env_kwargs=ctx.env_kwargs))
     return {"policy": str(out), "env_steps": steps, "seconds": time.time() - t0}
 
 
@@ -267,7 +272,8 @@ def stage_eval(ctx: DemoContext, policies: dict[str, Path]) -> dict[str, Any]:
     for i, (name, path) in enumerate(policies.items()):
         t0 = time.time()
         r = evaluate_policy(Agent.load(path, device), ctx.env, episodes=p.eval_episodes, seed=ctx.seed,
-                            device=device, baselines=(i == 0), max_steps=p.eval_max_steps)
+                            device=device, baselines=(i == 0), max_steps=p.eval_max_steps,
+                            env_kwargs=ctx.env_kwargs)
         if i == 0:
             for b in ("random", "expert"):
                 if b in r:
