@@ -26,6 +26,8 @@ def train_agent_cmd(
     kernels: Annotated[str, typer.Option(help="Dream kernels: eager | fused_bf16 | fused_fp8 (CUDA).")] = "eager",
     frame_skip: Annotated[int | None, typer.Option(help="Arena only: game ticks per env step (action repeat; "
                                                         "1 = every tick, 4 = DIAMOND's Atari rate).")] = None,
+    anchor: Annotated[float | None, typer.Option(help="With --init: weight of KL(policy ‖ the --init policy) on "
+                                                     "the dreamed states (0 = off).")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="Seeds of the final evaluation (0 = none).")] = None,
     compare_ppo: Annotated[bool, typer.Option(help="Also train PPO from scratch at the same real steps and "
                                                    "evaluate it on the same seeds.")] = False,
@@ -47,7 +49,8 @@ def train_agent_cmd(
                       world_init=str(world_init) if world_init else None, num_envs=num_envs, size=size,
                       world_updates=world_updates, ac_updates=ac_updates, collect_steps=collect_steps,
                       kernels=kernels, eval_episodes=eval_episodes, device=device, seed=seed,
-                      env_kwargs=arena_env_kwargs(env, frame_skip))
+                      env_kwargs=arena_env_kwargs(env, frame_skip),
+                      imagination=None if anchor is None else {"anchor_coef": anchor})
     from metabonk.serve.hooks import reported_run
 
     with reported_run(orchestrator, f"train agent {env} {preset}", "train",

@@ -52,6 +52,8 @@ class DemoPreset:
     dream_world_updates: int = 50
     """World-model updates per epoch of the online loop."""
     dream_horizon: int = 8
+    dream_anchor: float = 0.0
+    """Weight of KL(policy ‖ BC policy) in the dream (train.imagination.ImaginationConfig.anchor_coef)."""
     dream_sampler_steps: int | None = 1
     ppo_steps: int = 0
     """PPO-from-scratch baseline at this many real env steps (0 = skip; -1 = as many as recorded)."""

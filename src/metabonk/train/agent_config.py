@@ -105,7 +105,8 @@ def loop_config(preset: str = "default", **overrides: Any) -> AgentLoopConfig:
     if bad:
         raise MetabonkError(f"unknown loop setting(s): {', '.join(bad)}")
     imag = values.pop("imagination", {})
-    if isinstance(imag, dict):
+    if isinstance(imag, dict):  # an override dict adds to the preset's imagination settings
+        imag = {**PRESETS[preset].get("imagination", {}), **imag}
         imag = ImaginationConfig(**{**dataclasses.asdict(ImaginationConfig()), **imag})
     cfg = AgentLoopConfig(preset=preset, imagination=imag, **values)
     for name in ("env_steps", "num_envs", "start_steps", "collect_steps", "world_batch", "ac_batch"):

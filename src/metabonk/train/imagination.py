@@ -39,17 +39,24 @@ class ImaginationConfig:
     """Advantages are divided by max(floor, range): small returns are not blown up. Lower it for games whose
     whole return is far below 1 (Arena's per-tick rewards)."""
     intent: int = 0
+    anchor_coef: float = 0.0
+    """Weight of KL(π ‖ π_start) on the dreamed states, where π_start is the policy the run started from (e.g. the
+    BC policy of `--init`): a fine-tune stays near what it imitated wherever the dream gives it no reason to move,
+    instead of drifting on the world model's errors. 0 = off (always off from scratch: there is no π_start)."""
 
 
 class ImaginationActorCritic(nn.Module):
     """The agent plus its dream: `forward({"frames": uint8 [B,k,H,W,3], "actions": long [B,k]})`."""
 
-    def __init__(self, agent: Agent, world_actions: int, cfg: ImaginationConfig, dream_env: Any = None) -> None:
+    def __init__(self, agent: Agent, world_actions: int, cfg: ImaginationConfig, dream_env: Any = None,
+                 start: Agent | None = None) -> None:
         super().__init__()
         self.agent = agent
         self.env = dream_env
         """The DreamEnv the agent learns in (not a submodule: the world model trains elsewhere); set it before
         `forward`, e.g. anew each epoch of the online loop."""
+        # π_start for the anchor: frozen, and kept out of the module tree (not trained, not saved with the agent)
+        self.__dict__["start"] = start.eval().requires_grad_(False) if start is not None else None
         self.cfg = cfg
         usable = min(agent.cfg.move_actions, world_actions)
         mask = torch.zeros(agent.cfg.move_actions)
@@ -117,6 +124,11 @@ class ImaginationActorCritic(nn.Module):
         entropy = (dist.entropy() * w).sum()
         v_loss = (((values[:, :H] - returns) ** 2) * w).sum()
         loss = pg_loss - cfg.ent_coef * entropy + cfg.value_coef * v_loss
+        anchor: dict[str, torch.Tensor] = {}
+        if cfg.anchor_coef > 0 and self.start is not None:
+            kl = (self._kl_to_start(batch["frames"], d, dist) * w).sum()
+            loss = loss + cfg.anchor_coef * kl
+            anchor["imagination/kl_to_start"] = kl.detach()
         metrics = {
             "imagination/policy_loss": pg_loss.detach(),
             "imagination/value_loss": v_loss.detach(),
@@ -124,5 +136,18 @@ class ImaginationActorCritic(nn.Module):
             "imagination/return": (d["rewards"] * alive).sum(1).mean(),
             "imagination/terminated": term.amax(1).mean(),
             "imagination/return_range": self.return_range.clone(),
+            **anchor,
         }
         return loss, metrics
+
+    def _kl_to_start(self, frames: torch.Tensor, d: dict[str, torch.Tensor],
+                     dist: torch.distributions.Categorical) -> torch.Tensor:
+        """KL(π ‖ π_start) [B, H] at each dreamed decision, π_start burnt in on the same real context."""
+        start, H, B = self.start, self.cfg.horizon, frames.shape[0]
+        with torch.no_grad():
+            ctx = frames.to(self.action_mask.device)
+            _, _, _, h = start.forward_sequence({"pixels": ctx[:, :-1]}, start.initial_state(B, ctx.device),
+                                                d["intent"][:, None])
+            logits, _, _, _ = start.forward_sequence({"pixels": d["obs"]}, h, d["intent"][:, None])
+            ref = torch.distributions.Categorical(logits=logits[:, :H] + self.action_mask)
+        return torch.distributions.kl_divergence(dist, ref)

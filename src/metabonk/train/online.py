@@ -86,7 +86,8 @@ class AgentLoop:
         self.logger = ScalarLogger(self.out / "tb")
         self.world: Any = None  # built at the first world update: a fresh model's σ_data is measured on the replay
         self.world_fit: Any = None
-        self.ac = ImaginationActorCritic(self.agent, n_actions, cfg.imagination).to(self.device)
+        start = Agent.load(cfg.init, self.device) if cfg.init and cfg.imagination.anchor_coef > 0 else None
+        self.ac = ImaginationActorCritic(self.agent, n_actions, cfg.imagination, start=start).to(self.device)
         self.ac_fit = Fitter(self.ac, FitConfig(steps=NEVER, lr=cfg.ac_lr, grad_clip=10.0, log_every=10,
                                                 device=str(self.device)),
                              self.logger, prefix="", params=list(self.agent.parameters()))
