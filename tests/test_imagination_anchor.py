@@ -41,7 +41,7 @@ def _fine_tune(anchor: float, updates: int = 40) -> tuple[float, float, float]:
     if anchor > 0:
         assert float(first["imagination/kl_to_start"]) < 1e-6  # the policy is still its start
     for _ in range(updates):
-        loss, metrics = ac(batch)
+        loss, _ = ac(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
