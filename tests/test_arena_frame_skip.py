@@ -63,3 +63,25 @@ def test_env_episode_length_counts_steps_and_skip_is_checked() -> None:
     np.testing.assert_allclose(reward, 4 * ArenaConfig().w_survive, rtol=1e-5)
     with pytest.raises(MetabonkError, match="frame_skip"):
         make_env("arena", num_envs=1, size=32, frame_skip=0)
+
+
+def test_eval_cli_plays_at_the_frame_skip_asked(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from metabonk.cli import app
+    from metabonk.policy.agent import Agent
+    from metabonk.policy.config import PolicyConfig
+    from tests.hardening_helpers import assert_one_line_error, run_cli
+
+    Agent(PolicyConfig(image_size=32, channels=(8,), feature_dim=16, hidden=8)).save(tmp_path / "p")
+    runner = CliRunner()
+    out = tmp_path / "e.json"
+    r = runner.invoke(app, ["eval", "policy", str(tmp_path / "p"), "--env", "arena", "--episodes", "2",
+                            "--frame-skip", "4", "--device", "cpu", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    steps = json.loads(out.read_text())["results"]["random"]["survival_mean"]
+    assert 40 < steps < 250  # random play lives ~400 ticks: ~110 steps of 4 ticks (~380 steps at frame skip 1)
+    code, text = run_cli(["eval", "policy", str(tmp_path / "p"), "--env", "ale:Pong", "--frame-skip", "4"])
+    assert_one_line_error(code, text, "Arena option")

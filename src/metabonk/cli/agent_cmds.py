@@ -41,7 +41,8 @@ def train_agent_cmd(
     Killed runs resume from the last epoch. One process per GPU; DDP is not implemented for this verb."""
     from rich.console import Console
 
-    from metabonk.train.agent_config import arena_env_kwargs, loop_config
+    from metabonk.envs import arena_env_kwargs
+    from metabonk.train.agent_config import loop_config
     from metabonk.train.online import train_agent
     from metabonk.train.report import evaluate_and_report
 

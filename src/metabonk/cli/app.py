@@ -41,6 +41,8 @@ class EvalOptions:
     json_path: Path | None
     device: str
     seed: int
+    frame_skip: int | None = None
+    """Arena only: game ticks per env step of the evaluation games (None: the game's default)."""
 
 
 Evaluator = Callable[[Path, EvalOptions], None]
@@ -62,6 +64,8 @@ def eval_cmd(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures to this JSON file.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+    frame_skip: Annotated[int | None, typer.Option(help="Arena only: game ticks per env step of the evaluation "
+                                                        "games (the game's default: 1).")] = None,
 ) -> None:
     """Evaluate a checkpoint and print its metrics (and write them as JSON with --json)."""
     from metabonk.common.checkpoint import read_config
@@ -79,4 +83,4 @@ def eval_cmd(
     if kind not in EVALUATORS:
         known = ", ".join(sorted(EVALUATORS)) or "none"
         raise MetabonkError(f"no evaluator for model kind '{kind}' (known: {known})")
-    EVALUATORS[kind](ckpt, EvalOptions(data, env, episodes, json_path, device, seed))
+    EVALUATORS[kind](ckpt, EvalOptions(data, env, episodes, json_path, device, seed, frame_skip))

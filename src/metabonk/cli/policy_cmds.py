@@ -114,7 +114,10 @@ def eval_policy(ckpt: Path, opts: EvalOptions) -> None:
     _one_cpu_thread(opts.device)
     device = resolve_device(opts.device)
     agent = Agent.load(ckpt, device)
-    res = evaluate_policy(agent, opts.env, episodes=opts.episodes, seed=opts.seed, device=device)
+    from metabonk.envs import arena_env_kwargs
+
+    res = evaluate_policy(agent, opts.env, episodes=opts.episodes, seed=opts.seed, device=device,
+                          env_kwargs=arena_env_kwargs(opts.env, opts.frame_skip))
     res["checkpoint"] = str(ckpt)
     print_eval(res)
     if opts.json_path is not None:

@@ -129,11 +129,8 @@ def get_preset(name: str, **overrides: Any) -> DemoPreset:
 def with_frame_skip(name: str, env: str, frame_skip: int | None) -> DemoPreset:
     """The named preset as run on `env`, every Arena env of the run at `frame_skip` ticks per step (None: the
     preset's own setting)."""
-    p = preset_for_env(get_preset(name), env)
-    if frame_skip is None:
-        return p
-    from metabonk.envs import ARENA_CONFIGS
+    from metabonk.envs import arena_env_kwargs
 
-    if env not in ARENA_CONFIGS:
-        raise MetabonkError(f"--frame-skip is an Arena option; {env} has its own (ALE: frameskip 4)")
-    return p.replace(arena={**p.arena, "frame_skip": frame_skip})
+    p = preset_for_env(get_preset(name), env)
+    options = arena_env_kwargs(env, frame_skip)
+    return p if options is None else p.replace(arena={**p.arena, **options})

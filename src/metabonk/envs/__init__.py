@@ -68,6 +68,16 @@ def make_env(
     raise MetabonkError(f"unknown env spec '{spec}'; valid: {', '.join(ENV_SPECS)}")
 
 
+def arena_env_kwargs(env: str, frame_skip: int | None) -> dict[str, Any] | None:
+    """The game options of a `--frame-skip` CLI option: Arena and its configurations only; None leaves the
+    game's default."""
+    if frame_skip is None:
+        return None
+    if env not in ARENA_CONFIGS:
+        raise MetabonkError(f"--frame-skip is an Arena option; {env} has its own (ALE: frameskip 4)")
+    return {"frame_skip": frame_skip}
+
+
 def num_actions_of(env: VectorEnv) -> int:
     """Size n of the env's flat Discrete(n) action space."""
     space = env.single_action_space
@@ -77,4 +87,4 @@ def num_actions_of(env: VectorEnv) -> int:
     return int(n)
 
 
-__all__ = ["ARENA_CONFIGS", "ENV_SPECS", "make_env", "num_actions_of"]
+__all__ = ["ARENA_CONFIGS", "ENV_SPECS", "arena_env_kwargs", "make_env", "num_actions_of"]

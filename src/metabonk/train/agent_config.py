@@ -84,17 +84,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def arena_env_kwargs(env: str, frame_skip: int | None) -> dict[str, Any] | None:
-    """The env options of `--frame-skip` (Arena and its configurations only; None leaves the game's default)."""
-    if frame_skip is None:
-        return None
-    from metabonk.envs import ARENA_CONFIGS
-
-    if env not in ARENA_CONFIGS:
-        raise MetabonkError(f"--frame-skip is an Arena option; {env} has its own (ALE: frameskip 4)")
-    return {"frame_skip": frame_skip}
-
-
 def loop_config(preset: str = "default", **overrides: Any) -> AgentLoopConfig:
     """The named preset with field overrides (`imagination` may be a dict of ImaginationConfig fields)."""
     if preset not in PRESETS:
