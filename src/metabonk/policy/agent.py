@@ -51,7 +51,7 @@ class Agent(Checkpointed, nn.Module):
             self.card_query = mlp(d, cfg.head_hidden, cfg.head_hidden)
             self.card_emb = nn.Embedding(cfg.num_upgrades, cfg.head_hidden)
             self.card_slot = nn.Parameter(torch.zeros(cfg.num_cards))
-        nn.init.orthogonal_(self.actor[-1].weight, 0.01)
+        nn.init.orthogonal_(self.actor[-1].weight, cfg.actor_init_gain)
         nn.init.zeros_(self.actor[-1].bias)
 
     # ---- inference -------------------------------------------------------------------------------------

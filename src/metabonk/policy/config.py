@@ -12,6 +12,7 @@ from metabonk.envs.arena.spec import MOVE_ACTIONS, NUM_CARDS
 ARENA_MOVE_ACTIONS = MOVE_ACTIONS
 """Arena's movement actions (9 directions × dash); the actions after them pick a level-up card."""
 ARENA_CARDS = NUM_CARDS
+PIXEL_NORMS = ("unit", "background")
 
 
 @dataclass
@@ -26,6 +27,9 @@ class PolicyConfig:
     num_upgrades: int = 32
     """Upgrade ids the card head can embed (ids at or above this are clamped)."""
     image_size: int = 64
+    pixel_norm: str = "unit"
+    """How the encoder scales uint8 pixels: 'unit' (x/255 - 0.5) or 'background' (each frame's per-channel
+    median, the flat background of Atari screens, subtracted and the rest amplified; see policy/encoder.py)."""
     channels: tuple[int, ...] = (16, 32, 32)
     """Conv channels of the pixel encoder (strides 4, 2, 1 for the first three layers, 2 after)."""
     feature_dim: int = 128
@@ -40,10 +44,15 @@ class PolicyConfig:
     num_intents: int = len(INTENTS)
     intent_dim: int = 16
     head_hidden: int = 64
+    actor_init_gain: float = 0.01
+    """Orthogonal gain of the actor's output layer: 0.01 starts PPO near uniform; with it BC on Pong (press toward
+    the ball: where it is against the paddle) stayed at the majority label for thousands of steps (docs/demo.md)."""
 
     def __post_init__(self) -> None:
         if self.core not in ("cfc", "mamba"):
             raise MetabonkError(f"unknown policy core '{self.core}' (choose cfc or mamba)")
+        if self.pixel_norm not in PIXEL_NORMS:
+            raise MetabonkError(f"unknown pixel_norm '{self.pixel_norm}' (choose {', '.join(PIXEL_NORMS)})")
         if self.move_actions < 2:
             raise MetabonkError(f"move_actions must be ≥ 2, got {self.move_actions}")
         self.channels = tuple(int(c) for c in self.channels)
