@@ -1,5 +1,7 @@
 """Scripted experts for ALE Pong and Breakout: read ball and paddle from the RAM (the env's `state` is
-RAM / 255) and move the paddle to where the ball will cross the paddle's line.
+RAM / 255) and track the ball: Pong's `PongTracker` (the 'scripted' policy) follows the ball's height, the
+`PongExpert` planner and `BreakoutExpert` move the paddle to where the ball will cross the paddle's line;
+`Disturbed` breaks any of them with short random bursts (video for behaviour cloning, the 'disturbed' policy).
 
 The RAM addresses were checked against rendered frames (210×160 ALE screen, frameskip 4) by locating the
 objects' colours and fitting frame coordinate = RAM byte + offset; the fits were exact to a pixel:
@@ -68,8 +70,52 @@ class _BallTracker:
         return vel
 
 
+class PongTracker:
+    """Follows the ball's height one step ahead with the right paddle: presses toward it while the paddle, if
+    released now, would come to rest more than `deadband` RAM units away (bang-bang control with braking); with
+    no ball in play it returns to the centre.
+
+    The rest point comes from the paddle's fitted glide (see PongExpert): released after travelling v units
+    in the last step under press u, it coasts (0.24 v + 7.5 u) / 0.76 more. Unlike the planner it presses often
+    (~46 % of steps) and its press depends on what two consecutive frames show (ball and paddle, their motion),
+    which behaviour cloning from frames learns (docs/demo.md); the planner's rare, precisely timed presses were
+    not learned.
+    """
+
+    def __init__(self, action_meanings: Sequence[str], deadband: float = 6.0, lookahead: float = 1.0) -> None:
+        self.noop = _action(action_meanings, "NOOP")
+        self.up = _action(action_meanings, "RIGHT")
+        self.down = _action(action_meanings, "LEFT")
+        self.actions = (self.noop, self.up, self.down)
+        self.deadband, self.lookahead = deadband, lookahead
+        self.ball = _BallTracker()
+        self.paddle_prev: np.ndarray | None = None
+        self.press_prev: np.ndarray | None = None
+
+    def goal(self, ram: np.ndarray) -> np.ndarray:
+        """The height [N] (RAM units) to follow: the ball's `lookahead` steps ahead (wall bounces folded in), the
+        centre while no ball is in play."""
+        bx, by = ram[:, PONG_BALL_X], ram[:, PONG_BALL_Y]
+        visible = bx > 0
+        vel = self.ball.velocity(np.stack([bx, by], 1), visible)
+        ahead = _reflect(by + self.lookahead * vel[:, 1], _PONG_TOP, _PONG_BOTTOM)
+        return np.where(visible, ahead, (_PONG_TOP + _PONG_BOTTOM) / 2)
+
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> np.ndarray:
+        ram = _ram(obs)
+        paddle = ram[:, PONG_PADDLE_Y] + _PONG_ALIGN
+        if self.paddle_prev is None or self.paddle_prev.shape != paddle.shape or self.press_prev is None:
+            self.paddle_prev, self.press_prev = paddle, np.zeros_like(paddle)
+        travel = np.clip(paddle - self.paddle_prev, -30.0, 30.0)
+        rest = paddle + (_PONG_DRAG * travel + _PONG_PUSH_LAG * self.press_prev) / (1.0 - _PONG_DRAG)
+        error = self.goal(ram) - rest
+        press = np.where(error > self.deadband, 1.0, np.where(error < -self.deadband, -1.0, 0.0))
+        self.paddle_prev, self.press_prev = paddle, press
+        return np.where(press > 0, self.down, np.where(press < 0, self.up, self.noop)).astype(np.int64)
+
+
 class PongExpert:
-    """Puts the right paddle where the ball will cross the paddle's line (straight-line flight with wall
+    """The planner: puts the right paddle where the ball will cross the paddle's line (straight-line flight with wall
     bounces), planning its moves through the paddle's inertia; while the ball flies away it follows the
     ball's height.
 
@@ -83,6 +129,7 @@ class PongExpert:
         self.noop = _action(action_meanings, "NOOP")
         self.up = _action(action_meanings, "RIGHT")  # in Pong RIGHT moves the paddle up (ram[51] falls)
         self.down = _action(action_meanings, "LEFT")
+        self.actions = (self.noop, self.up, self.down)
         self.aim, self.effort = aim, effort
         self.ball = _BallTracker()
         self.paddle_prev: np.ndarray | None = None
@@ -150,6 +197,7 @@ class BreakoutExpert:
         self.fire = _action(action_meanings, "FIRE")
         self.right = _action(action_meanings, "RIGHT")
         self.left = _action(action_meanings, "LEFT")
+        self.actions = (self.noop, self.right, self.left)
         self.deadband = deadband
         self.ball = _BallTracker()
 
@@ -174,15 +222,54 @@ class BreakoutExpert:
         return actions
 
 
-ALE_EXPERTS: dict[str, type[PongExpert] | type[BreakoutExpert]] = {"pong": PongExpert, "breakout": BreakoutExpert}
+AleExpert = PongTracker | PongExpert | BreakoutExpert
+ALE_EXPERTS: dict[str, type[AleExpert]] = {"pong": PongTracker, "breakout": BreakoutExpert}
 
 
-def ale_expert(game: str, action_meanings: Sequence[str]) -> PongExpert | BreakoutExpert:
-    """The scripted expert of ALE `game` ('Pong', 'ale:Breakout', ...); other games are a MetabonkError."""
+class Disturbed:
+    """An expert whose play is broken, per env, by bursts of `burst` steps of one random action of its own
+    (no press, or a press either way), each starting with probability `rate` on a step outside a burst.
+
+    For recording video to clone (as DART, Laskey et al. 2017, injects noise into demonstrations): the
+    clean expert's video shows only states the expert keeps, so a clone that drifts off them meets states it
+    never saw; here the video also shows the expert recovering. The bursts are state-independent, so the
+    expert's action stays the most likely one in every state and a greedy clone plays it.
+    """
+
+    def __init__(self, expert: AleExpert, rate: float = 0.03, burst: tuple[int, int] = (1, 3), seed: int = 0) -> None:
+        if not 0.0 <= rate <= 1.0 or not 1 <= burst[0] <= burst[1]:
+            raise MetabonkError(f"disturbance rate must lie in [0, 1] and burst be 1 ≤ min ≤ max, got {rate}, {burst}")
+        self.expert, self.rate, self.burst = expert, rate, burst
+        self.rng = np.random.default_rng(seed)
+        self.left: np.ndarray | None = None
+        self.forced: np.ndarray | None = None
+
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> np.ndarray:
+        actions = self.expert(obs, info)  # the expert sees every step, so its memory (ball motion) stays right
+        n = actions.shape[0]
+        if self.left is None or self.forced is None or self.left.shape[0] != n:
+            self.left, self.forced = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        start = (self.left == 0) & (self.rng.random(n) < self.rate)
+        self.left[start] = self.rng.integers(self.burst[0], self.burst[1] + 1, int(start.sum()))
+        self.forced[start] = self.rng.choice(np.asarray(self.expert.actions), int(start.sum()))
+        on = self.left > 0
+        self.left[on] -= 1
+        return np.where(on, self.forced, actions).astype(np.int64)
+
+
+DISTURB_RATE = 0.03
+"""Bursts per step of the 'disturbed' policy (1-3 steps each); BC on Pong video disturbed so played closer to the
+expert than BC on clean video (docs/demo.md)."""
+
+
+def ale_expert(game: str, action_meanings: Sequence[str], disturb: float = 0.0, seed: int = 0) -> AleExpert | Disturbed:
+    """The scripted expert of ALE `game` ('Pong', 'ale:Breakout', ...), wrapped in `Disturbed` bursts at rate
+    `disturb` when > 0; other games are a MetabonkError."""
     key = game.removeprefix("ale:").strip().lower()
     if key not in ALE_EXPERTS:
         raise MetabonkError(f"no scripted expert for ALE game '{game}' (have: {', '.join(sorted(ALE_EXPERTS))})")
-    return ALE_EXPERTS[key](action_meanings)
+    expert = ALE_EXPERTS[key](action_meanings)
+    return Disturbed(expert, disturb, seed=seed) if disturb > 0 else expert
 
 
-__all__ = ["ALE_EXPERTS", "BreakoutExpert", "PongExpert", "ale_expert"]
+__all__ = ["ALE_EXPERTS", "DISTURB_RATE", "BreakoutExpert", "Disturbed", "PongExpert", "PongTracker", "ale_expert"]

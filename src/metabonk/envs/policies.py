@@ -2,7 +2,8 @@
 
 "random" works for every env; "scripted" is the env's expert: the Arena ScriptedExpert on "arena" and its
 named configurations (e.g. "arena-hard"), the RAM-reading ball trackers on "ale:Pong" and "ale:Breakout"
-(metabonk.envs.ale_experts); elsewhere it is an error. "intents" (Arena only) is the intent expert under a
+(metabonk.envs.ale_experts); elsewhere it is an error. "disturbed" (ALE only) is that expert broken by short
+random bursts (video for behaviour cloning, ale_experts.Disturbed). "intents" (Arena only) is the intent expert under a
 random intent schedule; its `step_extras()` give the commanded intent per step, which recording stores.
 """
 
@@ -18,7 +19,7 @@ from metabonk.common.errors import MetabonkError
 from metabonk.envs import num_actions_of
 
 Policy = Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]
-POLICIES: tuple[str, ...] = ("random", "scripted", "intents")
+POLICIES: tuple[str, ...] = ("random", "scripted", "disturbed", "intents")
 
 
 class UniformRandomPolicy:
@@ -76,20 +77,23 @@ def get_policy(spec: str, name: str, env: VectorEnv, seed: int = 0) -> Policy:
     """The policy `name` for env `spec` acting in `env`; unknown or unsupported names are a MetabonkError."""
     if name not in POLICIES:
         raise MetabonkError(f"unknown policy '{name}'; valid: {', '.join(POLICIES)}")
+    if name == "disturbed" and not spec.startswith("ale:"):
+        raise MetabonkError(f"the disturbed expert plays ALE games only (ale:Pong, ale:Breakout), not '{spec}'")
     if _is_arena(spec):
         return _arena_policy(name, env, seed)
     if name == "intents":
         raise MetabonkError(f"the intent expert plays Arena only (arena, arena-hard), not '{spec}'")
-    if name == "scripted":
+    if name in ("scripted", "disturbed"):
         if not has_scripted(spec):
             raise MetabonkError(f"no scripted policy for env '{spec}' (arena, arena-hard, ale:Pong and "
                                 "ale:Breakout have one); use --policy random")
-        from metabonk.envs.ale_experts import ale_expert
+        from metabonk.envs.ale_experts import DISTURB_RATE, ale_expert
 
         meanings = getattr(env, "action_meanings", None)
         if meanings is None:
             raise MetabonkError(f"env '{spec}' does not name its actions; the ALE expert needs them")
-        return _as_int64(ale_expert(spec, meanings))
+        disturb = DISTURB_RATE if name == "disturbed" else 0.0
+        return _as_int64(ale_expert(spec, meanings, disturb=disturb, seed=seed))
     return UniformRandomPolicy(env.num_envs, num_actions_of(env), seed)
 
 
