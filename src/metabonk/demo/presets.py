@@ -21,6 +21,9 @@ class DemoPreset:
     """Unlabelled episodes of the video policy (scripted expert on Arena, random elsewhere)."""
     video_max_steps: int | None = None
     """Cut recorded episodes into chunks of at most this many steps (None = whole episodes)."""
+    video_policy: str = "scripted"
+    """Who plays the recorded video and labelled set where the env has a scripted expert: 'scripted', or
+    'disturbed' (ALE: the expert broken by short random bursts, envs.ale_experts.Disturbed)."""
     labelled_steps: int = 1600
     """Labelled transitions for the IDM (the demo checks they are ≤ 5 % of all recorded transitions)."""
     lam_steps: int = 150
@@ -59,6 +62,8 @@ class DemoPreset:
     """PPO-from-scratch baseline at this many real env steps (0 = skip; -1 = as many as recorded)."""
     eval_episodes: int = 32
     eval_max_steps: int = 10_000
+    eval_greedy: bool = False
+    """Score the trained agents by their most likely action instead of a sampled one."""
     gif_steps: int = 300
     dream_gif_steps: int = 32
     policy: dict[str, Any] = field(default_factory=dict)
@@ -98,21 +103,29 @@ PRESETS: dict[str, DemoPreset] = {
 # ALE games last far longer than Arena's stage: the scripted Pong expert's game runs ~28k agent steps, so 24 whole
 # episodes would be ~680k frames. On ALE the video is recorded in chunks of 1,000 steps (the games go on across
 # chunks, so every phase of play is seen) and the real-game evaluation is capped at 5,000 steps (~5.5 minutes of
-# play at 60 Hz with ALE's frame skip of 4), the same cap for every agent. The Pong expert idles ~81 % of its
-# steps (it plans single presses through the paddle's glide) and plain BC learns to idle always: ALE's BC weighs
-# each action by share^-0.5 (measured on Pong: no gain yet, docs/demo.md).
+# play at 60 Hz with ALE's frame skip of 4), the same cap for every agent. What BC on Pong needed (docs/demo.md):
+# pixels with the flat background subtracted (the ball and paddles cover ~1 % of a 64×64 frame), an actor output
+# layer not scaled down for PPO, video of the expert with short random bursts (it shows recoveries), more BC
+# steps, and greedy play of the clone.
+ALE_POLICY: dict[str, Any] = {"pixel_norm": "background", "actor_init_gain": 1.0}
 ALE_OVERRIDES: dict[str, dict[str, Any]] = {
-    "tiny": {"bc_class_balance": 0.5},
-    "default": {"bc_class_balance": 0.5, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000},
-    "full": {"bc_class_balance": 0.5, "video_episodes": 96, "video_max_steps": 1000, "eval_max_steps": 5000},
+    "tiny": {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True},
+    "default": {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True, "video_episodes": 40,
+                "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 6000},
+    "full": {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True, "video_episodes": 96,
+             "video_max_steps": 1000, "eval_max_steps": 5000},
 }
 
 
 def preset_for_env(preset: DemoPreset, env: str) -> DemoPreset:
-    """`preset` as run on `env`: ALE games get ALE_OVERRIDES for the preset's name; other envs run it as is."""
+    """`preset` as run on `env`: ALE games get ALE_OVERRIDES for the preset's name (their `policy` merged into
+    the preset's); other envs run it as is."""
     if not env.startswith("ale:"):
         return preset
-    return preset.replace(**ALE_OVERRIDES.get(preset.name, {}))
+    over = dict(ALE_OVERRIDES.get(preset.name, {}))
+    if "policy" in over:
+        over["policy"] = {**preset.policy, **over["policy"]}
+    return preset.replace(**over)
 
 
 def get_preset(name: str, **overrides: Any) -> DemoPreset:

@@ -61,7 +61,7 @@ def _record(ctx: DemoContext, out: Path, episodes: int, keep_actions: bool, seed
     from metabonk.data.record import record_episodes
     from metabonk.envs.policies import has_scripted
 
-    policy = "scripted" if has_scripted(ctx.env) else "random"
+    policy = ctx.preset.video_policy if has_scripted(ctx.env) else "random"
     s = record_episodes(ctx.env, out, episodes, policy=policy, num_envs=ctx.preset.num_envs,
                         size=ctx.preset.frame_size, seed=seed, keep_actions=keep_actions, max_steps=max_steps,
                         show_progress=not ctx.quiet, env_kwargs=ctx.env_kwargs)
@@ -273,7 +273,7 @@ def stage_eval(ctx: DemoContext, policies: dict[str, Path]) -> dict[str, Any]:
     for i, (name, path) in enumerate(policies.items()):
         t0 = time.time()
         r = evaluate_policy(Agent.load(path, device), ctx.env, episodes=p.eval_episodes, seed=ctx.seed,
-                            device=device, baselines=(i == 0), max_steps=p.eval_max_steps,
+                            device=device, baselines=(i == 0), max_steps=p.eval_max_steps, greedy=p.eval_greedy,
                             env_kwargs=ctx.env_kwargs)
         if i == 0:
             for b in ("random", "expert"):
