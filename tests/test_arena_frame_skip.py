@@ -85,3 +85,4 @@ def test_eval_cli_plays_at_the_frame_skip_asked(tmp_path) -> None:
     assert 40 < steps < 250  # random play lives ~400 ticks: ~110 steps of 4 ticks (~380 steps at frame skip 1)
     code, text = run_cli(["eval", "policy", str(tmp_path / "p"), "--env", "ale:Pong", "--frame-skip", "4"])
     assert_one_line_error(code, text, "Arena option")
+

@@ -148,3 +148,11 @@ def test_compiled_step_matches_eager_and_carries_state() -> None:
             lf, vf, _, h_f = fast.step(obs, h_f, "flee")
             assert torch.allclose(le, lf, atol=1e-5) and torch.allclose(ve, vf, atol=1e-5)
             assert torch.allclose(h_e, h_f, atol=1e-5)
+
+
+def test_frames_too_small_for_the_policy_are_one_line(tmp_path) -> None:
+    from tests.hardening_helpers import assert_one_line_error, run_cli
+
+    code, text = run_cli(["train", "agent", "--env", "arena", "--size", "32", "--env-steps", "10",
+                          "--device", "cpu", "--out", str(tmp_path / "r")])
+    assert_one_line_error(code, text, "too small")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from metabonk.common.errors import MetabonkError
 from metabonk.policy.config import PolicyConfig
 
 BACKGROUND_GAIN = 16.0
@@ -31,9 +32,14 @@ class PixelEncoder(nn.Module):
         super().__init__()
         self.pixel_norm = cfg.pixel_norm
         layers: list[nn.Module] = []
-        c_in = 3
+        c_in, side = 3, cfg.image_size
         for i, c in enumerate(cfg.channels):
             k, s = ((8, 4), (4, 2), (3, 1))[i] if i < 3 else (3, 2)
+            if side < k:
+                raise MetabonkError(f"{cfg.image_size}px frames are too small for the policy's {len(cfg.channels)} "
+                                    f"conv layers (layer {i + 1} sees {side}px, its kernel is {k}); use larger "
+                                    "frames or fewer `channels`")
+            side = (side - k) // s + 1
             layers += [nn.Conv2d(c_in, c, k, s), nn.SiLU()]
             c_in = c
         self.conv = nn.Sequential(*layers, nn.Flatten())
