@@ -24,6 +24,8 @@ def train_agent_cmd(
     ac_updates: Annotated[int | None, typer.Option(help="Actor-critic updates in imagination per epoch.")] = None,
     collect_steps: Annotated[int | None, typer.Option(help="Real steps collected per epoch.")] = None,
     kernels: Annotated[str, typer.Option(help="Dream kernels: eager | fused_bf16 | fused_fp8 (CUDA).")] = "eager",
+    sampler_steps: Annotated[int | None, typer.Option(help="Denoising steps per dreamed frame (preset's if "
+                                                           "omitted).")] = None,
     frame_skip: Annotated[int | None, typer.Option(help="Arena only: game ticks per env step (action repeat; "
                                                         "1 = every tick, 4 = DIAMOND's Atari rate).")] = None,
     anchor: Annotated[float | None, typer.Option(help="With --init: weight of KL(policy ‖ the --init policy) on "
@@ -49,7 +51,8 @@ def train_agent_cmd(
     cfg = loop_config(preset, env=env, env_steps=env_steps, out=str(out), init=str(init) if init else None,
                       world_init=str(world_init) if world_init else None, num_envs=num_envs, size=size,
                       world_updates=world_updates, ac_updates=ac_updates, collect_steps=collect_steps,
-                      kernels=kernels, eval_episodes=eval_episodes, device=device, seed=seed,
+                      kernels=kernels, sampler_steps=sampler_steps, eval_episodes=eval_episodes, device=device,
+                      seed=seed,
                       env_kwargs=arena_env_kwargs(env, frame_skip),
                       imagination=None if anchor is None else {"anchor_coef": anchor})
     from metabonk.serve.hooks import reported_run
