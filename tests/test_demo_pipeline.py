@@ -106,6 +106,7 @@ def test_ale_presets_record_chunks_and_cap_the_evaluation() -> None:
     # what BC on Pong needed (docs/demo.md); tiny keeps its own policy sizes under the ALE options
     assert pong.policy == {"pixel_norm": "background", "actor_init_gain": 1.0}
     assert pong.video_policy == "disturbed" and pong.eval_greedy and not arena.eval_greedy
+    assert (pong.idm_context, pong.idm_object_shift) == (2, 6) and (arena.idm_context, arena.idm_object_shift) == (1, 0)
     tiny = preset_for_env(get_preset("tiny"), "ale:Pong")
     assert tiny.policy == {**get_preset("tiny").policy, "pixel_norm": "background", "actor_init_gain": 1.0}
 

@@ -33,6 +33,11 @@ class DemoPreset:
     latent_batch: int = 32
     """IDM batch."""
     idm_width: int = 32
+    idm_context: int = 1
+    """Past frames the IDM sees besides x_t (latent.idm.IDMConfig.context)."""
+    idm_object_shift: int = 0
+    """Object-motion features of the IDM (IDMConfig.object_shift; 0 = off): for a small object whose motion is
+    the action (Pong's paddle)."""
     world_steps: int = 150
     world_batch: int = 8
     world_size: str = "small"
@@ -106,14 +111,15 @@ PRESETS: dict[str, DemoPreset] = {
 # play at 60 Hz with ALE's frame skip of 4), the same cap for every agent. What BC on Pong needed (docs/demo.md):
 # pixels with the flat background subtracted (the ball and paddles cover ~1 % of a 64×64 frame), an actor output
 # layer not scaled down for PPO, video of the expert with short random bursts (it shows recoveries), more BC
-# steps, and greedy play of the clone.
+# steps, greedy play of the clone, and an IDM that sees the paddle's motion (object-motion features, two past
+# frames: the press shows in the paddle's acceleration).
 ALE_POLICY: dict[str, Any] = {"pixel_norm": "background", "actor_init_gain": 1.0}
+ALE_CLONE: dict[str, Any] = {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True,
+                             "idm_context": 2, "idm_object_shift": 6}
 ALE_OVERRIDES: dict[str, dict[str, Any]] = {
-    "tiny": {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True},
-    "default": {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True, "video_episodes": 40,
-                "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 6000},
-    "full": {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True, "video_episodes": 96,
-             "video_max_steps": 1000, "eval_max_steps": 5000},
+    "tiny": ALE_CLONE,
+    "default": {**ALE_CLONE, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 6000},
+    "full": {**ALE_CLONE, "video_episodes": 96, "video_max_steps": 1000, "eval_max_steps": 5000},
 }
 
 

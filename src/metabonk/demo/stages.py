@@ -151,7 +151,7 @@ def _lam_config(p: DemoPreset) -> Any:
 def _idm_config(p: DemoPreset) -> Any:
     from metabonk.latent.idm import IDMConfig
 
-    return IDMConfig(width=p.idm_width)
+    return IDMConfig(width=p.idm_width, context=p.idm_context, object_shift=p.idm_object_shift)
 
 
 def _idm_accuracy(idm_path: Path, ctx: DemoContext) -> dict[str, float]:
