@@ -82,8 +82,9 @@ class WorldConfig:
     """BCE weight of the (rare) episode-end class."""
     reward_scale: float = 1.0
     """Rewards are regressed in units of this (the head predicts r / reward_scale; `predict` returns env units):
-    set with σ_data to the std of the training rewards, so that a game whose rewards are ~0.01 (Arena) does not
-    leave the reward loss 10^4 times smaller than the termination loss it shares the encoder with."""
+    set with σ_data to the RMS of the non-zero training rewards (`world.train.reward_unit`), so that a game whose
+    rewards are ~0.01 (Arena) does not leave the reward loss 10^4 times smaller than the termination loss it
+    shares the encoder with."""
 
 
 def scale_sigmas(config: WorldConfig, std: float) -> None:

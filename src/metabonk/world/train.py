@@ -86,19 +86,23 @@ def target_std(
 
 def calibrate(config: WorldConfig, data: WindowData, seed: int) -> None:
     """Measure what a fresh model's scales should be on its first training data, once: EDM's σ_data (and the σ
-    ranges with it) from the diffusion target's std, the reward scale from the rewards' std."""
+    ranges with it) from the diffusion target's std, the reward scale from the size of the rewards paid."""
     if not config.auto_sigma_data:
         return
     std = target_std(data, config.target, np.random.default_rng([seed, 1]), config.edm.context_noise_max)
     scale_sigmas(config, std)
-    config.reward_scale = reward_std(data)
+    config.reward_scale = reward_unit(data)
     config.auto_sigma_data = False  # measured once; resumes and loads keep these values
 
 
-def reward_std(data: WindowData) -> float:
-    """Std of the per-step rewards of the data's episodes (1.0 where they do not vary: no rescaling)."""
-    std = float(torch.cat(data.reward).std(correction=0)) if data.reward else 0.0
-    return std if std > 1e-6 else 1.0
+def reward_unit(data: WindowData) -> float:
+    """The typical size of a reward when one is paid: the RMS of the data's non-zero per-step rewards (1.0 when
+    none is paid). Not the std of all steps: on a sparse game (Scroll's gems pay 1 on ~1 % of steps) the std is
+    ~0.1 and would make rare rewards targets of ~10 that swamp the termination loss sharing the encoder (the
+    online loop's agent fell to random level); Arena's dense ~0.01-0.05 rewards get about the same unit either way."""
+    r = torch.cat(data.reward).float() if data.reward else torch.zeros(0)
+    paid = r[r.abs() > 1e-8]
+    return float(paid.pow(2).mean().sqrt()) if len(paid) else 1.0
 
 
 def train_world(
