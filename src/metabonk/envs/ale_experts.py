@@ -70,7 +70,21 @@ class _BallTracker:
         return vel
 
 
-class PongTracker:
+class _PongPaddle:
+    """What both Pong experts track: the right paddle's actions (RIGHT moves it up: ram[51] falls), the ball, and
+    the paddle's last height and press (its glide depends on both)."""
+
+    def __init__(self, action_meanings: Sequence[str]) -> None:
+        self.noop = _action(action_meanings, "NOOP")
+        self.up = _action(action_meanings, "RIGHT")
+        self.down = _action(action_meanings, "LEFT")
+        self.actions = (self.noop, self.up, self.down)
+        self.ball = _BallTracker()
+        self.paddle_prev: np.ndarray | None = None
+        self.press_prev: np.ndarray | None = None
+
+
+class PongTracker(_PongPaddle):
     """Follows the ball's height one step ahead with the right paddle: presses toward it while the paddle, if
     released now, would come to rest more than `deadband` RAM units away (bang-bang control with braking); with
     no ball in play it returns to the centre.
@@ -83,14 +97,8 @@ class PongTracker:
     """
 
     def __init__(self, action_meanings: Sequence[str], deadband: float = 6.0, lookahead: float = 1.0) -> None:
-        self.noop = _action(action_meanings, "NOOP")
-        self.up = _action(action_meanings, "RIGHT")
-        self.down = _action(action_meanings, "LEFT")
-        self.actions = (self.noop, self.up, self.down)
+        super().__init__(action_meanings)
         self.deadband, self.lookahead = deadband, lookahead
-        self.ball = _BallTracker()
-        self.paddle_prev: np.ndarray | None = None
-        self.press_prev: np.ndarray | None = None
 
     def goal(self, ram: np.ndarray) -> np.ndarray:
         """The height [N] (RAM units) to follow: the ball's `lookahead` steps ahead (wall bounces folded in), the
@@ -114,7 +122,7 @@ class PongTracker:
         return np.where(press > 0, self.down, np.where(press < 0, self.up, self.noop)).astype(np.int64)
 
 
-class PongExpert:
+class PongExpert(_PongPaddle):
     """The planner: puts the right paddle where the ball will cross the paddle's line (straight-line flight with wall
     bounces), planning its moves through the paddle's inertia; while the ball flies away it follows the
     ball's height.
@@ -126,14 +134,8 @@ class PongExpert:
     """
 
     def __init__(self, action_meanings: Sequence[str], aim: float = 0.0, effort: float = 2.0) -> None:
-        self.noop = _action(action_meanings, "NOOP")
-        self.up = _action(action_meanings, "RIGHT")  # in Pong RIGHT moves the paddle up (ram[51] falls)
-        self.down = _action(action_meanings, "LEFT")
-        self.actions = (self.noop, self.up, self.down)
+        super().__init__(action_meanings)
         self.aim, self.effort = aim, effort
-        self.ball = _BallTracker()
-        self.paddle_prev: np.ndarray | None = None
-        self.press_prev: np.ndarray | None = None
 
     def target(self, ram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The ball height [N] (RAM units) the paddle should meet, and in how many steps [N] (int)."""
