@@ -15,6 +15,7 @@ import torch
 
 from metabonk.common.errors import MetabonkError
 from metabonk.envs.arena.config import ArenaConfig
+from metabonk.envs.arena.frame_skip import add_ticks
 from metabonk.envs.arena.spec import (
     CARD_BASE,
     DASH,
@@ -151,7 +152,7 @@ class ArenaGame:
         with cpu_threads(self.cpu_threads):
             out = self._step(actions)
             for _ in range(self.cfg.frame_skip - 1):
-                out = _add_ticks(out, self._step(actions))
+                out = add_ticks(out, self._step(actions))
             return out
 
     def _step(
@@ -381,27 +382,6 @@ class ArenaGame:
         p = torch.stack([x, y], dim=-1)
         near = (p - player[:, None, :]).norm(dim=-1) < self.cfg.spawn_min_distance
         return torch.where(near[..., None], A - p, p)
-
-
-_LAST_TICK = ("menu_open", "card_options")
-"""Info keys that describe the state after the step (taken from the last tick, not summed)."""
-
-
-def _add_ticks(
-    a: tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
-    b: tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """One env step's outputs from two consecutive ticks' (frame skip): rewards and counts add up, the end
-    flags of either tick hold, a card picked on either tick is kept, the menu state is the later tick's."""
-    info = {}
-    for k, v in b[3].items():
-        if k in _LAST_TICK:
-            info[k] = v
-        elif k == "card_picked":
-            info[k] = torch.maximum(a[3][k], v)  # -1 where no card was picked
-        else:
-            info[k] = a[3][k] + v
-    return a[0] + b[0], a[1] | b[1], a[2] | b[2], info
 
 
 def upgrade_index(name: str) -> int:
