@@ -238,7 +238,7 @@ def stage_dream(ctx: DemoContext) -> dict[str, Any]:
                       sampler_steps=p.dream_sampler_steps, eval_episodes=0, device=ctx.device, seed=ctx.seed,
                       quiet=ctx.quiet, threads=p.threads, env_kwargs=ctx.env_kwargs,
                       imagination={"horizon": p.dream_horizon, "return_norm_floor": 0.05,
-                                                 "anchor_coef": p.dream_anchor})
+                                   "anchor_coef": p.dream_anchor})
     run = train_agent(cfg)
     import json
 
