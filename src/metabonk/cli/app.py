@@ -43,6 +43,10 @@ class EvalOptions:
     seed: int
     frame_skip: int | None = None
     """Arena only: game ticks per env step of the evaluation games (None: the game's default)."""
+    greedy: bool = False
+    """Policies: play the most likely action instead of sampling."""
+    max_steps: int = 10_000
+    """Policies: step cap per episode (episodes cut there are counted)."""
 
 
 Evaluator = Callable[[Path, EvalOptions], None]
@@ -66,6 +70,9 @@ def eval_cmd(
     seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
     frame_skip: Annotated[int | None, typer.Option(help="Arena only: game ticks per env step of the evaluation "
                                                         "games (the game's default: 1).")] = None,
+    greedy: Annotated[bool, typer.Option(help="Policies: play the most likely action instead of sampling.")] = False,
+    max_steps: Annotated[int, typer.Option(help="Policies: step cap per episode (episodes cut there are "
+                                                "counted).")] = 10_000,
 ) -> None:
     """Evaluate a checkpoint and print its metrics (and write them as JSON with --json)."""
     from metabonk.common.checkpoint import read_config
@@ -83,4 +90,6 @@ def eval_cmd(
     if kind not in EVALUATORS:
         known = ", ".join(sorted(EVALUATORS)) or "none"
         raise MetabonkError(f"no evaluator for model kind '{kind}' (known: {known})")
-    EVALUATORS[kind](ckpt, EvalOptions(data, env, episodes, json_path, device, seed, frame_skip))
+    if kind != "policy" and (greedy or max_steps != 10_000):
+        raise MetabonkError(f"--greedy and --max-steps are for policies; this checkpoint is a {kind}")
+    EVALUATORS[kind](ckpt, EvalOptions(data, env, episodes, json_path, device, seed, frame_skip, greedy, max_steps))

@@ -33,6 +33,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "prompts": (1, 10**4), "states": (1, 10**4), "layer_sweeps": (0, 100),
     "segment_s": (0.1, 3600.0), "in_game_s": (0.0, 86_400.0),
     "class_balance": (0.0, 4.0),  # BC: each label weighs share^-class_balance
+    "seq_len": (1, 4096), "actor_init_gain": (0.0, 100.0),  # BC sequences; the policy's actor output init
     "anchor": (0.0, 1000.0), "sampler_steps": (1, 64),  # the online loop: KL weight to the --init policy; denoising
     "strength": (0.0, 1000.0),  # steering strength s (choices measured at -s, 0, +s)
     "seconds": (0.01, 86_400.0), "stage_s": (1.0, 3600.0), "episode_every_s": (0.01, 86_400.0),

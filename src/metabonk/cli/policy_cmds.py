@@ -34,6 +34,12 @@ def train_policy_cmd(
     class_balance: Annotated[float, typer.Option(help="bc: weigh each action by its share^-X (0 = plain CE; "
                                                       "for experts that mostly idle).")] = 0.0,
     num_envs: Annotated[int, typer.Option(help="PPO: parallel envs.")] = 8,
+    batch: Annotated[int | None, typer.Option(help="bc: sequences per step (default 32).")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="bc: steps per sequence (default 16).")] = None,
+    pixel_norm: Annotated[str | None, typer.Option(help="Fresh policy: unit | background (subtract each "
+                                                        "frame's median colour; ALE).")] = None,
+    actor_init_gain: Annotated[float | None, typer.Option(help="Fresh policy: init gain of the actor's "
+                                                               "output layer (default 0.01, PPO's).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
@@ -45,14 +51,21 @@ def train_policy_cmd(
     check_out_dir(out, data, world, init)
     _one_cpu_thread(device)
     policy: dict[str, Any] = {"core": core}
+    shape = {"pixel_norm": pixel_norm, "actor_init_gain": actor_init_gain}
+    policy.update({k: v for k, v in shape.items() if v is not None})
+    if algo != "bc" and (batch is not None or seq_len is not None):
+        raise MetabonkError("--batch and --seq-len are for --algo bc")
+    if algo == "dream" and len(policy) > 1:
+        raise MetabonkError("--pixel-norm and --actor-init-gain shape a fresh policy; --algo dream starts from --init")
     if algo == "bc":
         from metabonk.policy.bc import BCArgs, train_bc
 
         if data is None:
             raise MetabonkError("--algo bc needs --data DIR (an episode store with action or action_idm)")
+        sizes = {k: v for k, v in {"batch_size": batch, "seq_len": seq_len}.items() if v is not None}
         path = train_bc(BCArgs(data=str(data), out=str(out), label=label, steps=steps, seed=seed,
                                class_balance=class_balance, device=device, init=str(init) if init else None,
-                               policy=policy))
+                               policy=policy, **sizes))
     elif algo == "ppo":
         from metabonk.policy.ppo import PPOArgs, train_ppo
 
@@ -117,6 +130,7 @@ def eval_policy(ckpt: Path, opts: EvalOptions) -> None:
     from metabonk.envs import arena_env_kwargs
 
     res = evaluate_policy(agent, opts.env, episodes=opts.episodes, seed=opts.seed, device=device,
+                          greedy=opts.greedy, max_steps=opts.max_steps,
                           env_kwargs=arena_env_kwargs(opts.env, opts.frame_skip))
     res["checkpoint"] = str(ckpt)
     print_eval(res)

@@ -193,7 +193,8 @@ def evaluate_policy(
     if episodes < 1:
         raise MetabonkError(f"--episodes must be ≥ 1, got {episodes}")
     size = agent.cfg.image_size if agent is not None else 64
-    res: dict[str, Any] = {"env": env_spec, "episodes": episodes, "seed": seed, "max_steps": max_steps}
+    res: dict[str, Any] = {"env": env_spec, "episodes": episodes, "seed": seed, "max_steps": max_steps,
+                           "greedy": greedy}
     if agent is not None:
         ctrl = AgentController(agent, device, greedy=greedy, seed=seed)
         stats = run_episodes(env_spec, ctrl, episodes, seed, size, max_steps, env_kwargs)

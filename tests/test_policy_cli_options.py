@@ -1,0 +1,46 @@
+"""`train policy` shapes a fresh BC policy from the command line (--pixel-norm, --actor-init-gain, --batch,
+--seq-len) and `eval policy` plays greedily under a step cap (--greedy, --max-steps), as the demo's stages do;
+options that do not apply are one clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from metabonk.common.checkpoint import read_config
+from metabonk.data.record import record_episodes
+from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
+from metabonk.policy.agent import Agent
+from metabonk.policy.config import PolicyConfig
+from tests.hardening_helpers import assert_one_line_error, run_cli
+
+
+def test_bc_takes_the_policy_shape_options(tmp_path: Path) -> None:
+    record_episodes("arena", tmp_path / "vid", 2, policy="scripted", num_envs=2, size=64, seed=0,
+                    keep_actions=True, max_steps=24, show_progress=False)
+    code, text = run_cli(["train", "policy", "--algo", "bc", "--data", str(tmp_path / "vid"), "--out",
+                          str(tmp_path / "bc"), "--steps", "2", "--batch", "2", "--seq-len", "4", "--pixel-norm",
+                          "background", "--actor-init-gain", "1", "--device", "cpu"])
+    assert code == 0, text
+    cfg = read_config(tmp_path / "bc")["config"]
+    assert cfg["pixel_norm"] == "background" and cfg["actor_init_gain"] == 1.0
+    code, text = run_cli(["train", "policy", "--algo", "bc", "--data", str(tmp_path / "vid"), "--out",
+                          str(tmp_path / "bc2"), "--steps", "2", "--pixel-norm", "zscore", "--device", "cpu"])
+    assert_one_line_error(code, text, "pixel_norm")
+    code, text = run_cli(["train", "policy", "--algo", "ppo", "--out", str(tmp_path / "ppo"), "--batch", "4"])
+    assert_one_line_error(code, text, "--algo bc")
+
+
+def test_eval_policy_greedy_under_a_step_cap(tmp_path: Path) -> None:
+    Agent(PolicyConfig(image_size=32, channels=(8,), feature_dim=16, hidden=8)).save(tmp_path / "p")
+    out = tmp_path / "e.json"
+    code, text = run_cli(["eval", "policy", str(tmp_path / "p"), "--env", "arena", "--episodes", "2", "--greedy",
+                          "--max-steps", "30", "--device", "cpu", "--json", str(out)])
+    assert code == 0, text
+    res = json.loads(out.read_text())["results"]
+    assert res["greedy"] is True and res["max_steps"] == 30
+    for agent in ("policy", "random", "expert"):
+        assert res[agent]["survival_mean"] <= 30  # Arena's stage lasts 2,000 ticks: every game is cut at 30
+    InverseDynamicsModel(IDMConfig()).save(tmp_path / "idm")
+    code, text = run_cli(["eval", "idm", str(tmp_path / "idm"), "--greedy"])
+    assert_one_line_error(code, text, "for policies")
