@@ -83,6 +83,18 @@ class _PongPaddle:
         self.paddle_prev: np.ndarray | None = None
         self.press_prev: np.ndarray | None = None
 
+    def _paddle(self, ram: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(height, travel in the last step, last press) of the paddle [N]; no travel or press on a fresh start."""
+        paddle = ram[:, PONG_PADDLE_Y] + _PONG_ALIGN
+        if self.paddle_prev is None or self.paddle_prev.shape != paddle.shape or self.press_prev is None:
+            self.paddle_prev, self.press_prev = paddle, np.zeros_like(paddle, dtype=np.float64)
+        return paddle, np.clip(paddle - self.paddle_prev, -30.0, 30.0), self.press_prev
+
+    def _press(self, paddle: np.ndarray, press: np.ndarray) -> np.ndarray:
+        """Remember this step's paddle height and press (-1 up, 0, +1 down) and return its action ids [N]."""
+        self.paddle_prev, self.press_prev = paddle, press.astype(np.float64)
+        return np.where(press > 0, self.down, np.where(press < 0, self.up, self.noop)).astype(np.int64)
+
 
 class PongTracker(_PongPaddle):
     """Follows the ball's height one step ahead with the right paddle: presses toward it while the paddle, if
@@ -111,15 +123,10 @@ class PongTracker(_PongPaddle):
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> np.ndarray:
         ram = _ram(obs)
-        paddle = ram[:, PONG_PADDLE_Y] + _PONG_ALIGN
-        if self.paddle_prev is None or self.paddle_prev.shape != paddle.shape or self.press_prev is None:
-            self.paddle_prev, self.press_prev = paddle, np.zeros_like(paddle)
-        travel = np.clip(paddle - self.paddle_prev, -30.0, 30.0)
-        rest = paddle + (_PONG_DRAG * travel + _PONG_PUSH_LAG * self.press_prev) / (1.0 - _PONG_DRAG)
+        paddle, travel, press_prev = self._paddle(ram)
+        rest = paddle + (_PONG_DRAG * travel + _PONG_PUSH_LAG * press_prev) / (1.0 - _PONG_DRAG)
         error = self.goal(ram) - rest
-        press = np.where(error > self.deadband, 1.0, np.where(error < -self.deadband, -1.0, 0.0))
-        self.paddle_prev, self.press_prev = paddle, press
-        return np.where(press > 0, self.down, np.where(press < 0, self.up, self.noop)).astype(np.int64)
+        return self._press(paddle, np.where(error > self.deadband, 1.0, np.where(error < -self.deadband, -1.0, 0.0)))
 
 
 class PongExpert(_PongPaddle):
@@ -151,19 +158,12 @@ class PongExpert(_PongPaddle):
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any] | None = None) -> np.ndarray:
         ram = _ram(obs)
-        n = ram.shape[0]
-        paddle = ram[:, PONG_PADDLE_Y] + _PONG_ALIGN
-        fresh = self.paddle_prev is None or self.paddle_prev.shape != paddle.shape
-        prev = paddle if fresh else self.paddle_prev
-        press_prev = np.zeros(n) if fresh or self.press_prev is None else self.press_prev
+        paddle, travel, press_prev = self._paddle(ram)
         goal, steps = self.target(ram)
-        travel = np.clip(paddle - prev, -30.0, 30.0)
         path = _glide(paddle, travel, press_prev, _PRESSES)  # [N, S, _PLAN_STEPS]
         at_goal = np.take_along_axis(path, (steps - 1)[:, None, None].repeat(path.shape[1], 1), 2)[..., 0]
         cost = np.abs(at_goal - goal[:, None]) + self.effort * np.abs(_PRESSES).sum(1)[None, :]
-        press = _PRESSES[cost.argmin(1), 0]
-        self.paddle_prev, self.press_prev = paddle, press.astype(np.float64)
-        return np.where(press > 0, self.down, np.where(press < 0, self.up, self.noop)).astype(np.int64)
+        return self._press(paddle, _PRESSES[cost.argmin(1), 0])
 
 
 _PLAN_STEPS = 12
