@@ -45,8 +45,8 @@ class EvalOptions:
     """Arena only: game ticks per env step of the evaluation games (None: the game's default)."""
     greedy: bool = False
     """Policies: play the most likely action instead of sampling."""
-    max_steps: int = 10_000
-    """Policies: step cap per episode (episodes cut there are counted)."""
+    max_steps: int | None = None
+    """Policies: step cap per episode (episodes cut there are counted; None: 10,000)."""
 
 
 Evaluator = Callable[[Path, EvalOptions], None]
@@ -71,8 +71,8 @@ def eval_cmd(
     frame_skip: Annotated[int | None, typer.Option(help="Arena only: game ticks per env step of the evaluation "
                                                         "games (the game's default: 1).")] = None,
     greedy: Annotated[bool, typer.Option(help="Policies: play the most likely action instead of sampling.")] = False,
-    max_steps: Annotated[int, typer.Option(help="Policies: step cap per episode (episodes cut there are "
-                                                "counted).")] = 10_000,
+    max_steps: Annotated[int | None, typer.Option(help="Policies: step cap per episode (episodes cut there "
+                                                       "are counted; default 10,000).")] = None,
 ) -> None:
     """Evaluate a checkpoint and print its metrics (and write them as JSON with --json)."""
     from metabonk.common.checkpoint import read_config
@@ -90,6 +90,6 @@ def eval_cmd(
     if kind not in EVALUATORS:
         known = ", ".join(sorted(EVALUATORS)) or "none"
         raise MetabonkError(f"no evaluator for model kind '{kind}' (known: {known})")
-    if kind != "policy" and (greedy or max_steps != 10_000):
+    if kind != "policy" and (greedy or max_steps is not None):
         raise MetabonkError(f"--greedy and --max-steps are for policies; this checkpoint is a {kind}")
     EVALUATORS[kind](ckpt, EvalOptions(data, env, episodes, json_path, device, seed, frame_skip, greedy, max_steps))

@@ -51,11 +51,11 @@ def train_policy_cmd(
     check_out_dir(out, data, world, init)
     _one_cpu_thread(device)
     policy: dict[str, Any] = {"core": core}
-    shape = {"pixel_norm": pixel_norm, "actor_init_gain": actor_init_gain}
-    policy.update({k: v for k, v in shape.items() if v is not None})
+    shape = {k: v for k, v in {"pixel_norm": pixel_norm, "actor_init_gain": actor_init_gain}.items() if v is not None}
+    policy.update(shape)
     if algo != "bc" and (batch is not None or seq_len is not None):
         raise MetabonkError("--batch and --seq-len are for --algo bc")
-    if algo == "dream" and len(policy) > 1:
+    if algo == "dream" and shape:
         raise MetabonkError("--pixel-norm and --actor-init-gain shape a fresh policy; --algo dream starts from --init")
     if algo == "bc":
         from metabonk.policy.bc import BCArgs, train_bc
@@ -130,7 +130,7 @@ def eval_policy(ckpt: Path, opts: EvalOptions) -> None:
     from metabonk.envs import arena_env_kwargs
 
     res = evaluate_policy(agent, opts.env, episodes=opts.episodes, seed=opts.seed, device=device,
-                          greedy=opts.greedy, max_steps=opts.max_steps,
+                          greedy=opts.greedy, max_steps=opts.max_steps or 10_000,
                           env_kwargs=arena_env_kwargs(opts.env, opts.frame_skip))
     res["checkpoint"] = str(ckpt)
     print_eval(res)
