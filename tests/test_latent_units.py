@@ -102,3 +102,11 @@ def test_previous_transitions_are_one_step_earlier_in_the_same_episode() -> None
     rows, before = data.previous()
     assert [tuple(x) for x in data.index[rows]] == [(0, 1), (0, 2), (1, 1)]
     assert [tuple(x) for x in before.index] == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_clip_windows_look_ahead_repeats_the_last_frame() -> None:
+    clip = torch.arange(5).view(5, 1, 1, 1).expand(5, 2, 2, 3).to(torch.uint8)
+    w = clip_windows(clip, context=1, future=2)
+    assert w.shape == (4, 5, 2, 2, 3)
+    assert w[0, :, 0, 0, 0].tolist() == [0, 0, 1, 2, 3]
+    assert w[3, :, 0, 0, 0].tolist() == [2, 3, 4, 4, 4]

@@ -99,6 +99,12 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
                   labelled: LabelledOpt = 1000,
                   crop: Annotated[int, typer.Option(help="Classify a centred crop (0 = all).")] = 0,
                   trunk: TrunkOpt = "pooled",
+                  context: Annotated[int, typer.Option(help="Past frames besides x_t.")] = 1,
+                  future: Annotated[int, typer.Option(
+                      help="Frames after x_(t+1) the IDM sees (0 = causal; Pong: 1).")] = 0,
+                  width: Annotated[int, typer.Option(help="Channel width.")] = 32,
+                  object_shift: Annotated[int, typer.Option(
+                      help="Object-motion features up to this many px/step (0 = off; Pong: 6).")] = 0,
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train an inverse dynamics model on K labelled transitions of a store."""
@@ -108,10 +114,13 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
     from metabonk.latent.train import train_idm
 
     trunk = _trunk(trunk)
+    if context < 0 or future < 0 or object_shift < 0 or width < 1:
+        raise MetabonkError("--context, --future and --object-shift must be >= 0 and --width >= 1")
     check_out_dir(out, data, logdir)
     train, held = _split(data)
+    cfg = IDMConfig(crop=crop, trunk=trunk, context=context, future=future, width=width, object_shift=object_shift)
     idm = train_idm(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads),  # type: ignore[arg-type]
-                    labelled=labelled, model_cfg=IDMConfig(crop=crop, trunk=trunk), logdir=logdir)
+                    labelled=labelled, model_cfg=cfg, logdir=logdir)
     print_figures(f"IDM {out} (held-out)", evaluate_idm(idm, held, max_transitions=2000))  # type: ignore[arg-type]
 
 

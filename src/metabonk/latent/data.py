@@ -66,12 +66,13 @@ class TransitionData:
     def movement_classes(self) -> np.ndarray:
         return movement_map(self.env, self.num_actions)
 
-    def windows(self, rows: np.ndarray, context: int) -> torch.Tensor:
-        """Frames uint8 [B, context+2, H, W, 3] ending at x_{t+1} for the given index rows."""
+    def windows(self, rows: np.ndarray, context: int, future: int = 0) -> torch.Tensor:
+        """Frames uint8 [B, context+2+future, H, W, 3], x_{t-context} .. x_{t+1+future}, for the given index rows
+        (the episode's first / last frame repeated beyond its ends)."""
         out = []
-        offsets = np.arange(-context, 2)
+        offsets = np.arange(-context, 2 + future)
         for e, t in self.index[rows]:
-            idx = np.clip(t + offsets, 0, None)
+            idx = np.clip(t + offsets, 0, self.frames[e].shape[0] - 1)
             out.append(self.frames[e][torch.from_numpy(idx)])
         return torch.stack(out)
 
@@ -94,9 +95,9 @@ class TransitionData:
         return torch.where(torch.tensor(act), move, torch.zeros_like(move))
 
     def sample(self, batch: int, rng: np.random.Generator, context: int,
-               with_actions: bool = False) -> dict[str, torch.Tensor]:
+               with_actions: bool = False, future: int = 0) -> dict[str, torch.Tensor]:
         rows = rng.integers(0, len(self), size=batch)
-        out = {"frames": self.windows(rows, context)}
+        out = {"frames": self.windows(rows, context, future)}
         if with_actions:
             out["action"] = self.actions_at(rows)
             out["movement"] = self.movement_at(rows)

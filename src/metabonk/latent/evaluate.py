@@ -173,7 +173,7 @@ def evaluate_idm(idm: InverseDynamicsModel, held: TransitionData, max_transition
     preds, moves, confs = [], [], []
     for start in range(0, len(held), 256):
         rows = np.arange(start, min(start + 256, len(held)))
-        out = idm.predict(held.windows(rows, idm.config.context))
+        out = idm.predict(held.windows(rows, idm.config.context, idm.config.future))
         preds.append(out["action"].cpu())
         moves.append(out["movement"].cpu())
         confs.append(out["confidence"].cpu())

@@ -20,12 +20,13 @@ def to_unit(frames: torch.Tensor) -> torch.Tensor:
     return (x * 2 - 1).movedim(-1, -3).contiguous()
 
 
-def clip_windows(clip_THWC: torch.Tensor, context: int) -> torch.Tensor:
-    """The T transitions of a clip of T+1 frames as windows [T, context+2, H, W, 3] (x_0 repeated early)."""
+def clip_windows(clip_THWC: torch.Tensor, context: int, future: int = 0) -> torch.Tensor:
+    """The T transitions of a clip of T+1 frames as windows [T, context+2+future, H, W, 3]: x_{t-context} ..
+    x_{t+1+future}, with x_0 repeated before the start and x_T after the end."""
     steps = clip_THWC.shape[0] - 1
     t = torch.arange(steps, device=clip_THWC.device)
-    offsets = torch.arange(-context, 2, device=clip_THWC.device)
-    idx = (t[:, None] + offsets[None, :]).clamp_min(0)
+    offsets = torch.arange(-context, 2 + future, device=clip_THWC.device)
+    idx = (t[:, None] + offsets[None, :]).clamp(0, steps)
     return clip_THWC[idx]
 
 

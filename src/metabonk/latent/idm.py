@@ -26,7 +26,11 @@ class IDMConfig:
     movement: tuple[int, ...] = ()
     """Movement class of each action (Arena: a % 9, cards -> 0); empty means each action is its own class."""
     context: int = 1
-    """Past frames besides x_t in the window (window = context + 2 frames)."""
+    """Past frames besides x_t in the window (window = context + 2 + future frames)."""
+    future: int = 0
+    """Frames after x_{t+1} in the window (0 = causal). An inverse model may look ahead, as VPT's does: where a
+    control sets acceleration and the emulator repeats a press at random (ALE's sticky actions), part of the
+    press shows only a step later (Pong's paddle: docs/demo.md)."""
     width: int = 32
     """Base channel width."""
     frame_size: int = 64
@@ -46,7 +50,7 @@ class IDMConfig:
 
     @property
     def window(self) -> int:
-        return self.context + 2
+        return self.context + 2 + self.future
 
     def movement_index(self) -> torch.Tensor:
         return torch.tensor(self.movement or tuple(range(self.num_actions)), dtype=torch.int64)
@@ -63,10 +67,11 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
         self.config = config
         self.register_buffer("move_of", config.movement_index(), persistent=False)
         # The LAM's encoder (motion cost volume + conv branch) as trunk: the same evidence, a wider output.
-        trunk_cfg = LAMConfig(context=config.context, width=config.width, max_shift=config.max_shift,
+        # With look-ahead the trunk sees a longer window; its x_t / x_{t+1} pair sits at `context`, not at the end.
+        trunk_cfg = LAMConfig(context=config.context + config.future, width=config.width, max_shift=config.max_shift,
                               object_shift=config.object_shift, trunk=config.trunk, crop=config.crop,
                               frame_size=config.frame_size, vq=VQConfig(code_dim=config.features))
-        self.trunk = ActionEncoder(trunk_cfg)
+        self.trunk = ActionEncoder(trunk_cfg, now_index=config.context)
         self.head = nn.Sequential(nn.SiLU(), nn.Dropout(config.dropout),
                                   nn.Linear(config.features, config.num_actions + self.num_movements))
 
@@ -106,7 +111,7 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
     def predict(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Windows uint8 [B,k+2,H,W,3] (or a clip [T+1,H,W,3]) -> action, confidence, movement, probs."""
         if frames.dim() == 4:
-            frames = clip_windows(frames, self.config.context)
+            frames = clip_windows(frames, self.config.context, self.config.future)
         logits = self.logits(frames)
         probs = logits[:, : self.config.num_actions].softmax(-1)
         conf, action = probs.max(-1)

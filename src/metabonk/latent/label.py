@@ -1,4 +1,5 @@
-"""Labelling: an inverse dynamics model writes `action_idm` / `action_idm_conf` into a store's episodes."""
+"""Labelling: an inverse dynamics model writes `action_idm` / `action_idm_conf` / `action_idm_probs` into a store's
+episodes."""
 
 from __future__ import annotations
 
@@ -17,15 +18,19 @@ from metabonk.latent.idm import InverseDynamicsModel
 
 @torch.no_grad()
 def label_clip(idm: InverseDynamicsModel, obs_THWC: np.ndarray,
-               chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """IDM actions int64 [T] and confidences float32 [T] for a clip of T+1 frames."""
-    windows = clip_windows(torch.as_tensor(obs_THWC, dtype=torch.uint8), idm.config.context)
-    actions, confs = [], []
+               chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IDM actions int64 [T], confidences float32 [T] and action probabilities float32 [T, A] for a clip of T+1
+    frames."""
+    windows = clip_windows(torch.as_tensor(obs_THWC, dtype=torch.uint8), idm.config.context,
+                           idm.config.future)
+    actions, confs, probs = [], [], []
     for start in range(0, windows.shape[0], chunk):
         out = idm.predict(windows[start:start + chunk])
         actions.append(out["action"].cpu())
         confs.append(out["confidence"].cpu())
-    return (torch.cat(actions).numpy().astype(np.int64), torch.cat(confs).numpy().astype(np.float32))
+        probs.append(out["probs"].cpu())
+    return (torch.cat(actions).numpy().astype(np.int64), torch.cat(confs).numpy().astype(np.float32),
+            torch.cat(probs).numpy().astype(np.float32))
 
 
 def label_store(idm_path: str | Path, data: str | Path, device: str = "auto",
@@ -45,8 +50,8 @@ def label_store(idm_path: str | Path, data: str | Path, device: str = "auto",
         for i in range(len(store)):
             keys = store.episode_keys(i)
             obs = store.episode(i, keys=["obs"])["obs"]
-            actions, confs = label_clip(idm, obs)
-            store.update_episode(i, {"action_idm": actions, "action_idm_conf": confs})
+            actions, confs, probs = label_clip(idm, obs)
+            store.update_episode(i, {"action_idm": actions, "action_idm_conf": confs, "action_idm_probs": probs})
             steps += len(actions)
             conf_sum += float(confs.sum())
             if "action" in keys:

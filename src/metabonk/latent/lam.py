@@ -192,9 +192,14 @@ class ActionEncoder(nn.Module):
     """(x_{t-k..t}, x_{t+1}) -> one latent: a motion cost volume (how well each small shift of x_t
     explains x_{t+1}: camera motion) plus a conv branch over the window and x_{t+1} - x_t (object motion)."""
 
-    def __init__(self, config: LAMConfig) -> None:
+    def __init__(self, config: LAMConfig, now_index: int | None = None) -> None:
+        """`now_index`: where x_t sits in the window (default: second to last, x_{t+1} last); an inverse model that
+        looks ahead puts later frames after x_{t+1}."""
         super().__init__()
         self.shift = config.max_shift
+        self.now = config.window - 2 if now_index is None else now_index
+        if not 0 <= self.now <= config.window - 2:
+            raise MetabonkError(f"x_t at index {self.now} leaves no x_(t+1) in a window of {config.window} frames")
         self.conv, conv_out = conv_trunk(config, 3 * (config.window + 1))
         n_shift = (2 * self.shift + 1) ** 2
         self.object_shift = config.object_shift
@@ -207,7 +212,7 @@ class ActionEncoder(nn.Module):
 
     def forward(self, x_BTCHW: torch.Tensor, pair_motion: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Latents [B, D]; `pair_motion`: the window's `window_motion` when the caller has it already."""
-        now, nxt = x_BTCHW[:, -2], x_BTCHW[:, -1]
+        now, nxt = x_BTCHW[:, self.now], x_BTCHW[:, self.now + 1]
         s = self.shift
         now_g, nxt_g = now.mean(1, keepdim=True), nxt.mean(1, keepdim=True)
         # L1, not L2: the sprite the camera follows stays put, and L2 lets it outweigh the ground.

@@ -45,10 +45,12 @@ def scrolled_video(episodes: int = 8, steps: int = 200, size: int = 32, speed: i
 
 
 def inertia_video(episodes: int = 8, steps: int = 200, size: int = 32, accel: int = 2, max_speed: int = 4,
-                  seed: int = 0) -> TransitionData:
+                  seed: int = 0, lag: int = 0) -> TransitionData:
     """Random-policy episodes of a paddle with inertia, as in Pong: actions 0/1/2 = none/up/down change the
     paddle's vertical speed by 0/-accel/+accel px per step (clipped to +-max_speed; walls stop it), so where the paddle
-    went is its speed, and the action is the change of speed. A ball bouncing off the walls moves on its own."""
+    went is its speed, and the action is the change of speed. A ball bouncing off the walls moves on its own.
+    `lag` > 0 delays every action by that many steps (the move from x_t to x_{t+1} applies a_{t-lag}): what a
+    press did shows only in later frames."""
     rng = np.random.default_rng(seed)
     h, pw, col = 8, 3, size - 6
     out = []
@@ -64,7 +66,8 @@ def inertia_video(episodes: int = 8, steps: int = 200, size: int = 32, accel: in
             f[ball[0]: ball[0] + 2, ball[1]: ball[1] + 2] = 230
             frames.append(f)
             if t < steps:
-                v = int(np.clip(v + accel * (0, -1, 1)[int(acts[t])], -max_speed, max_speed))
+                applied = int(acts[t - lag]) if t >= lag else 0
+                v = int(np.clip(v + accel * (0, -1, 1)[applied], -max_speed, max_speed))
                 y += v
                 if not 0 <= y <= size - h:
                     y, v = int(np.clip(y, 0, size - h)), 0

@@ -108,8 +108,8 @@ def train_idm(data: TransitionData, out: str | Path, cfg: TrainConfig, labelled:
         model_cfg.frame_size = data.frame_size
         torch.manual_seed(cfg.seed)
         model = InverseDynamicsModel(model_cfg).to(device)
-    ctx = model.config.context
-    _fit(model, lambda rng: subset.sample(cfg.batch, rng, ctx, with_actions=True), cfg, out, "idm", logdir,
+    ctx, fut = model.config.context, model.config.future
+    _fit(model, lambda rng: subset.sample(cfg.batch, rng, ctx, with_actions=True, future=fut), cfg, out, "idm", logdir,
          meta={"env": data.env, "labelled_transitions": len(subset)})
     return model
 
