@@ -47,3 +47,31 @@ def test_class_weights_balance_rare_actions() -> None:
     assert np.allclose((full * share)[[0, 2, 3]], 1 / 3)  # each present class carries a third of the weight
     half = class_weights(labels, 6, 0.5)
     assert full[3] > half[3] > plain[3] and full[0] < half[0] < plain[0]
+
+
+def test_soft_labels_clone_the_idm_distribution_where_argmax_labels_clone_its_mode(tmp_path) -> None:
+    """One state seen again and again, where the IDM gives NOOP 0.4, up 0.35, down 0.25: BC on its argmax labels
+    learns always-NOOP; BC on its probabilities learns the distribution (the expert's policy, were the IDM
+    calibrated)."""
+    import numpy as np
+
+    from metabonk.data.store import EpisodeStore
+
+    p = np.array([0.40, 0.0, 0.35, 0.25, 0.0, 0.0], np.float32)
+    store = EpisodeStore.create(tmp_path / "vid", "ale:Pong", 6, 32)
+    frame = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for _ in range(4):
+        store.append({"obs": np.repeat(frame[None], 41, 0), "action_idm": np.zeros(40, np.int64),
+                      "action_idm_conf": np.full(40, 0.4, np.float32), "action_idm_probs": np.tile(p, (40, 1))})
+    policy = {"channels": (8, 16), "feature_dim": 32, "hidden": 16, "head_hidden": 32}
+    probs = {}
+    for soft in (False, True):
+        out = train_bc(BCArgs(data=str(tmp_path / "vid"), out=str(tmp_path / f"bc{soft}"), steps=150, batch_size=8,
+                              seq_len=8, lr=5e-3, device="cpu", quiet=True, policy=policy, soft_labels=soft))
+        agent = Agent.load(out, "cpu")
+        with torch.no_grad():
+            logits = agent.forward_sequence({"pixels": torch.as_tensor(np.repeat(frame[None, None], 8, 1))})[0]
+        probs[soft] = logits[0, -1].softmax(-1).numpy()
+    # measured (seeds 0-2): argmax labels give NOOP 1.00; soft labels match p to 1e-4 per action
+    assert probs[False][0] > 0.85, probs[False]
+    assert np.abs(probs[True] - p).sum() < 0.15, probs[True]

@@ -33,6 +33,8 @@ def train_policy_cmd(
     label: Annotated[str, typer.Option(help="bc/dream labels: auto | action | action_idm.")] = "auto",
     class_balance: Annotated[float, typer.Option(help="bc: weigh each action by its share^-X (0 = plain CE; "
                                                       "for experts that mostly idle).")] = 0.0,
+    soft_labels: Annotated[bool, typer.Option(help="bc: imitate the IDM's action probabilities "
+                                                   "(action_idm_probs), not its argmax.")] = False,
     num_envs: Annotated[int, typer.Option(help="PPO: parallel envs.")] = 8,
     batch: Annotated[int | None, typer.Option(help="bc: sequences per step (default 32).")] = None,
     seq_len: Annotated[int | None, typer.Option(help="bc: steps per sequence (default 16).")] = None,
@@ -53,8 +55,8 @@ def train_policy_cmd(
     policy: dict[str, Any] = {"core": core}
     shape = {k: v for k, v in {"pixel_norm": pixel_norm, "actor_init_gain": actor_init_gain}.items() if v is not None}
     policy.update(shape)
-    if algo != "bc" and (batch is not None or seq_len is not None):
-        raise MetabonkError("--batch and --seq-len are for --algo bc")
+    if algo != "bc" and (batch is not None or seq_len is not None or soft_labels):
+        raise MetabonkError("--batch, --seq-len and --soft-labels are for --algo bc")
     if algo == "dream" and shape:
         raise MetabonkError("--pixel-norm and --actor-init-gain shape a fresh policy; --algo dream starts from --init")
     if algo == "bc":
@@ -64,8 +66,8 @@ def train_policy_cmd(
             raise MetabonkError("--algo bc needs --data DIR (an episode store with action or action_idm)")
         sizes = {k: v for k, v in {"batch_size": batch, "seq_len": seq_len}.items() if v is not None}
         path = train_bc(BCArgs(data=str(data), out=str(out), label=label, steps=steps, seed=seed,
-                               class_balance=class_balance, device=device, init=str(init) if init else None,
-                               policy=policy, **sizes))
+                               class_balance=class_balance, soft_labels=soft_labels, device=device,
+                               init=str(init) if init else None, policy=policy, **sizes))
     elif algo == "ppo":
         from metabonk.policy.ppo import PPOArgs, train_ppo
 

@@ -38,6 +38,11 @@ class BCArgs:
     """'action' (true labels), 'action_idm' (IDM labels) or 'auto' (true labels if every episode has them)."""
     use_confidence: bool = True
     """Weight each IDM-labelled step by its confidence `action_idm_conf`."""
+    soft_labels: bool = False
+    """Imitate the IDM's whole action distribution `action_idm_probs` (cross-entropy to soft targets) instead of
+    its most likely action. A calibrated IDM's probabilities, averaged over the futures a state leads to, are the
+    expert's policy in that state; its argmax labels are biased wherever the IDM is unsure (Pong: docs/demo.md).
+    Needs a store labelled with probabilities (`metabonk label` writes them); turns `use_confidence` off."""
     intents: str = "auto"
     """'auto' (the stored per-step `intent` where every episode has it, else the default intent), 'default',
     or 'shuffled' (stored intents permuted across the batch's windows: a control that carries no intent)."""
@@ -95,9 +100,14 @@ def imitation_loss(agent: Agent, batch: dict[str, torch.Tensor]) -> tuple[torch.
     w = batch["label_weight"].float() if "label_weight" in batch else torch.ones_like(y, dtype=torch.float32)
     is_card = y >= cfg.move_actions
     move_w = w * (~is_card).float()
-    move_ce = F.cross_entropy(
-        logits.flatten(0, 1), y.clamp(max=cfg.move_actions - 1).flatten(), reduction="none"
-    )
+    if "label_probs" in batch:  # soft targets: the movement share of the label distribution, renormalised
+        target = batch["label_probs"][:, :T, : cfg.move_actions].float()
+        target = target / target.sum(-1, keepdim=True).clamp_min(1e-6)
+        move_ce = -(target * logits.log_softmax(-1)).sum(-1).flatten()
+    else:
+        move_ce = F.cross_entropy(
+            logits.flatten(0, 1), y.clamp(max=cfg.move_actions - 1).flatten(), reduction="none"
+        )
     loss = (move_ce * move_w.flatten()).sum() / move_w.sum().clamp(min=1e-6)
     acc = ((logits.argmax(-1) == y).float() * (~is_card).float()).sum() / (~is_card).float().sum().clamp(
         min=1
@@ -114,12 +124,16 @@ def imitation_loss(agent: Agent, batch: dict[str, torch.Tensor]) -> tuple[torch.
     return loss, metrics
 
 
-def bc_batch(raw: dict[str, torch.Tensor], label_key: str, use_confidence: bool) -> dict[str, torch.Tensor]:
-    """A store window batch as `imitation_loss` reads it: `label_key` becomes 'label', and the IDM's confidence
-    'label_weight' when `use_confidence`; a stored `intent` conditions the agent."""
+def bc_batch(raw: dict[str, torch.Tensor], label_key: str, use_confidence: bool,
+             soft_labels: bool = False) -> dict[str, torch.Tensor]:
+    """A store window batch as `imitation_loss` reads it: `label_key` becomes 'label', the IDM's confidence
+    'label_weight' when `use_confidence`, its probabilities 'label_probs' when `soft_labels`; a stored `intent`
+    conditions the agent."""
     batch = {k: v for k, v in raw.items() if k in ("obs", "state", "info_card_options", "intent")}
     batch["label"] = raw[label_key]
-    if use_confidence and label_key == "action_idm" and "action_idm_conf" in raw:
+    if soft_labels and label_key == "action_idm" and "action_idm_probs" in raw:
+        batch["label_probs"] = raw["action_idm_probs"]
+    elif use_confidence and label_key == "action_idm" and "action_idm_conf" in raw:
         batch["label_weight"] = raw["action_idm_conf"]
     return batch
 
@@ -156,11 +170,15 @@ def train_bc(args: BCArgs) -> Path:
     store = EpisodeStore.open(args.data)
     label_key = _label_key(store, args.label)
     keys = ["obs", label_key]
+    if args.soft_labels and label_key != "action_idm":
+        raise MetabonkError("soft labels are the IDM's probabilities: use them with --label action_idm (or auto on "
+                            "a store without true actions)")
     if label_key == "action_idm":
-        keys.append("action_idm_conf")
+        keys.append("action_idm_probs" if args.soft_labels else "action_idm_conf")
     eps = store.eligible_episodes(args.seq_len, keys)
     if not eps:
-        raise MetabonkError(f"{args.data}: no episode has ≥ {args.seq_len} steps with key(s) {keys}")
+        hint = " (label it again with `metabonk label`: it writes the probabilities)" if args.soft_labels else ""
+        raise MetabonkError(f"{args.data}: no episode has ≥ {args.seq_len} steps with key(s) {keys}{hint}")
     if all("info_card_options" in store.episode_keys(e) for e in eps):
         keys.append("info_card_options")
     if args.intents not in INTENT_MODES:
@@ -199,7 +217,8 @@ def train_bc(args: BCArgs) -> Path:
         raw = store.sample_windows(args.batch_size, args.seq_len, rng, keys=keys, episodes=eps)
         if args.intents == "shuffled":
             raw["intent"] = raw["intent"][rng.permutation(len(raw["intent"]))]
-        batch = bc_batch({k: torch.as_tensor(v) for k, v in raw.items() if k in keys}, label_key, args.use_confidence)
+        batch = bc_batch({k: torch.as_tensor(v) for k, v in raw.items() if k in keys}, label_key, args.use_confidence,
+                         args.soft_labels)
         if weights is not None:  # card labels (≥ move_actions) keep their weight
             y = batch["label"].long()
             w = torch.where(y < len(weights), weights[y.clamp(max=len(weights) - 1)], torch.ones(()))
