@@ -35,6 +35,8 @@ class DemoPreset:
     idm_width: int = 32
     idm_context: int = 1
     """Past frames the IDM sees besides x_t (latent.idm.IDMConfig.context)."""
+    idm_future: int = 0
+    """Frames after x_{t+1} the IDM sees (IDMConfig.future; 0 = causal)."""
     idm_object_shift: int = 0
     """Object-motion features of the IDM (IDMConfig.object_shift; 0 = off): for a small object whose motion is
     the action (Pong's paddle)."""
@@ -49,7 +51,10 @@ class DemoPreset:
     bc_seq_len: int = 8
     bc_lr: float = 2e-3
     bc_class_balance: float = 0.0
-    """BC's class balance (policy.bc.BCArgs.class_balance): 0 on Arena, 0.5 on ALE, whose experts mostly idle."""
+    """BC's class balance (policy.bc.BCArgs.class_balance): 0 on Arena, 0.5 on ALE (the tracker idles ~half its
+    steps)."""
+    bc_soft_labels: bool = False
+    """BC imitates the IDM's action probabilities, not its argmax (policy.bc.BCArgs.soft_labels; on for ALE)."""
     dream_updates: int = 8
     """Actor-critic updates in imagination per epoch of the online loop."""
     dream_batch: int = 8
@@ -112,10 +117,12 @@ PRESETS: dict[str, DemoPreset] = {
 # pixels with the flat background subtracted (the ball and paddles cover ~1 % of a 64×64 frame), an actor output
 # layer not scaled down for PPO, video of the expert with short random bursts (it shows recoveries), more BC
 # steps, greedy play of the clone, and an IDM that sees the paddle's motion (object-motion features, two past
-# frames: the press shows in the paddle's acceleration).
+# frames and one after x_{t+1}: the press shows in the paddle's acceleration, partly a step late under sticky
+# actions), whose action probabilities BC imitates (soft labels), with class balance 0.5.
 ALE_POLICY: dict[str, Any] = {"pixel_norm": "background", "actor_init_gain": 1.0}
 ALE_CLONE: dict[str, Any] = {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True,
-                             "idm_context": 2, "idm_object_shift": 6}
+                             "idm_context": 2, "idm_future": 1, "idm_object_shift": 6, "bc_soft_labels": True,
+                             "bc_class_balance": 0.5}
 ALE_OVERRIDES: dict[str, dict[str, Any]] = {
     "tiny": ALE_CLONE,
     "default": {**ALE_CLONE, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 6000},

@@ -151,7 +151,8 @@ def _lam_config(p: DemoPreset) -> Any:
 def _idm_config(p: DemoPreset) -> Any:
     from metabonk.latent.idm import IDMConfig
 
-    return IDMConfig(width=p.idm_width, context=p.idm_context, object_shift=p.idm_object_shift)
+    return IDMConfig(width=p.idm_width, context=p.idm_context, future=p.idm_future,
+                     object_shift=p.idm_object_shift)
 
 
 def _idm_accuracy(idm_path: Path, ctx: DemoContext) -> dict[str, float]:
@@ -211,6 +212,7 @@ def stage_bc(ctx: DemoContext) -> dict[str, Any]:
     t0 = time.time()
     out = train_bc(BCArgs(data=str(ctx.video), out=str(d / "policy"), label="action_idm", steps=p.bc_steps,
                           batch_size=p.bc_batch, lr=p.bc_lr, class_balance=p.bc_class_balance,
+                          soft_labels=p.bc_soft_labels,
                           seq_len=p.bc_seq_len, seed=ctx.seed,
                           device=ctx.device, quiet=ctx.quiet, save_every=max(p.bc_steps // 4, 1),
                           policy=dict(p.policy)))
