@@ -86,3 +86,24 @@ def test_train_lam_takes_the_inertia_options_and_rejects_decoder_motion_without_
     bad = runner.invoke(app, ["train", "lam", *common, "--out", str(tmp_path / "bad"), "--decoder-motion"])
     assert bad.exit_code != 0 and "--decoder-motion needs --object-shift" in str(bad.exception)
     assert not (tmp_path / "bad").exists()
+
+
+def test_train_idm_takes_the_window_and_motion_options_and_label_writes_probabilities(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = _store(tmp_path / "store")
+    common = ["--data", str(data), "--steps", "3", "--batch", "4", "--device", "cpu", "--threads", "1",
+              "--width", "8"]
+    idm = tmp_path / "idm"
+    _ok(runner, ["train", "idm", *common, "--out", str(idm), "--context", "2", "--future", "1", "--object-shift", "2",
+                 "--object-pool", "stripes"])
+    cfg = json.loads((idm / "config.json").read_text())["config"]
+    assert (cfg["context"], cfg["future"], cfg["object_shift"], cfg["object_pool"]) == (2, 1, 2, "stripes")
+    _ok(runner, ["label", "--idm", str(idm), "--data", str(data), "--device", "cpu"])
+    ep = EpisodeStore.open(data).episode(0, keys=["action_idm", "action_idm_conf", "action_idm_probs"])
+    assert ep["action_idm_probs"].shape == (24, 21)
+    assert np.allclose(ep["action_idm_probs"].sum(1), 1.0, atol=1e-4)
+    assert np.array_equal(ep["action_idm_probs"].argmax(1), ep["action_idm"])
+    assert np.allclose(ep["action_idm_probs"].max(1), ep["action_idm_conf"])
+    bad = runner.invoke(app, ["train", "idm", *common, "--out", str(tmp_path / "bad"), "--object-pool", "rings"])
+    assert bad.exit_code != 0 and "unknown --object-pool" in str(bad.exception)
+    assert not (tmp_path / "bad").exists()

@@ -135,6 +135,25 @@ def test_object_motion_reports_the_direction_of_a_moving_bar() -> None:
     assert object_motion(_bar(20), _bar(20), s=6).abs().sum() == 0  # nothing changed, nothing reported
 
 
+def test_stripe_pooling_reports_a_bar_alike_wherever_it_moves_along_its_column() -> None:
+    from metabonk.common.errors import MetabonkError
+    from metabonk.latent.lam import pixel_motion, pooled_motion
+
+    high = pixel_motion(_bar(8), _bar(12), s=6)
+    low = pixel_motion(_bar(40), _bar(44), s=6)
+    stripes_high, stripes_low = pooled_motion(high, "stripes"), pooled_motion(low, "stripes")
+    assert stripes_high.shape == (1, 48)
+    assert torch.allclose(stripes_high[:, :24], stripes_low[:, :24], atol=1e-5)  # the 8 column stripes agree
+    assert not torch.allclose(pooled_motion(high, "cells"), pooled_motion(low, "cells"))  # the grid cells do not
+    with pytest.raises(MetabonkError, match="unknown object-motion pooling"):
+        pooled_motion(high, "rings")
+    torch.manual_seed(0)
+    enc = LatentActionModel(LAMConfig(width=8, frame_size=64, object_shift=6, object_pool="stripes",
+                                      vq=VQConfig(num_codes=4, code_dim=8))).encoder
+    base = LatentActionModel(LAMConfig(width=8, frame_size=64, vq=VQConfig(num_codes=4, code_dim=8))).encoder
+    assert enc.head[0].in_features == base.head[0].in_features + 2 * 3 * 16
+
+
 def test_object_motion_features_reach_the_latent() -> None:
     torch.manual_seed(0)
     cfg = LAMConfig(width=8, frame_size=64, object_shift=6, vq=VQConfig(num_codes=4, code_dim=8))

@@ -29,6 +29,13 @@ def test_bc_takes_the_policy_shape_options(tmp_path: Path) -> None:
     assert_one_line_error(code, text, "pixel_norm")
     code, text = run_cli(["train", "policy", "--algo", "ppo", "--out", str(tmp_path / "ppo"), "--batch", "4"])
     assert_one_line_error(code, text, "--algo bc")
+    code, text = run_cli(["train", "policy", "--algo", "ppo", "--out", str(tmp_path / "ppo"), "--soft-labels"])
+    assert_one_line_error(code, text, "--algo bc")
+    # soft labels are the IDM's probabilities: refused on true labels
+    code, text = run_cli(["train", "policy", "--algo", "bc", "--data", str(tmp_path / "vid"), "--out",
+                          str(tmp_path / "bc3"), "--steps", "2", "--label", "action", "--soft-labels",
+                          "--device", "cpu"])
+    assert_one_line_error(code, text, "--label action_idm")
 
 
 def test_eval_policy_greedy_under_a_step_cap(tmp_path: Path) -> None:

@@ -105,20 +105,27 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
                   width: Annotated[int, typer.Option(help="Channel width.")] = 32,
                   object_shift: Annotated[int, typer.Option(
                       help="Object-motion features up to this many px/step (0 = off; Pong: 6).")] = 0,
+                  object_pool: Annotated[str, typer.Option(
+                      help="Pooling of the object-motion features: cells (8x8 grid) | stripes (8 columns + 8 "
+                           "rows; Pong).")] = "cells",
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train an inverse dynamics model on K labelled transitions of a store."""
     from metabonk.common.checkpoint import check_out_dir
     from metabonk.latent.evaluate import evaluate_idm, print_figures
     from metabonk.latent.idm import IDMConfig
+    from metabonk.latent.lam import OBJECT_POOLS
     from metabonk.latent.train import train_idm
 
     trunk = _trunk(trunk)
     if context < 0 or future < 0 or object_shift < 0 or width < 1:
         raise MetabonkError("--context, --future and --object-shift must be >= 0 and --width >= 1")
+    if object_pool not in OBJECT_POOLS:
+        raise MetabonkError(f"unknown --object-pool {object_pool!r}: expected one of {', '.join(OBJECT_POOLS)}")
     check_out_dir(out, data, logdir)
     train, held = _split(data)
-    cfg = IDMConfig(crop=crop, trunk=trunk, context=context, future=future, width=width, object_shift=object_shift)
+    cfg = IDMConfig(crop=crop, trunk=trunk, context=context, future=future, width=width, object_shift=object_shift,
+                    object_pool=object_pool)
     idm = train_idm(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads),  # type: ignore[arg-type]
                     labelled=labelled, model_cfg=cfg, logdir=logdir)
     print_figures(f"IDM {out} (held-out)", evaluate_idm(idm, held, max_transitions=2000))  # type: ignore[arg-type]

@@ -43,6 +43,8 @@ class IDMConfig:
     """Largest pixel shift of the motion cost volume (see LAMConfig.max_shift)."""
     object_shift: int = 0
     """Object-motion features of the trunk (see LAMConfig.object_shift; 0 = off)."""
+    object_pool: str = "cells"
+    """Pooling of the object-motion features (see LAMConfig.object_pool): "cells" or "stripes"."""
     features: int = 64
     """Width of the trunk's output."""
     trunk: str = "pooled"
@@ -69,8 +71,8 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
         # The LAM's encoder (motion cost volume + conv branch) as trunk: the same evidence, a wider output.
         # With look-ahead the trunk sees a longer window; its x_t / x_{t+1} pair sits at `context`, not at the end.
         trunk_cfg = LAMConfig(context=config.context + config.future, width=config.width, max_shift=config.max_shift,
-                              object_shift=config.object_shift, trunk=config.trunk, crop=config.crop,
-                              frame_size=config.frame_size, vq=VQConfig(code_dim=config.features))
+                              object_shift=config.object_shift, object_pool=config.object_pool, trunk=config.trunk,
+                              crop=config.crop, frame_size=config.frame_size, vq=VQConfig(code_dim=config.features))
         self.trunk = ActionEncoder(trunk_cfg, now_index=config.context)
         self.head = nn.Sequential(nn.SiLU(), nn.Dropout(config.dropout),
                                   nn.Linear(config.features, config.num_actions + self.num_movements))

@@ -45,6 +45,9 @@ class LAMConfig:
     gives every changed pixel its displacement, averaged over
     8x8 cells. A small object whose motion is the action (Pong's paddle, up to 6 px per step at 64x64) is a
     handful of pixels the conv branch needs thousands of steps to find; these features hand it over."""
+    object_pool: str = "cells"
+    """How the object-motion features are pooled (`pooled_motion`): "cells" (an 8x8 grid) or "stripes" (8 columns
+    and 8 rows, each the whole frame long: position-invariant along the stripe)."""
     change_weight: float = 0.0
     """Extra loss weight of pixels that change within the window: each pixel's squared error counts
     1 + change_weight where any consecutive pair of frames differs there (mask dilated by one pixel), else 1
@@ -174,12 +177,28 @@ def window_motion(x_BTCHW: torch.Tensor, s: int) -> list[torch.Tensor]:
     return [pixel_motion(x_BTCHW[:, i], x_BTCHW[:, i + 1], s) for i in range(x_BTCHW.shape[1] - 1)]
 
 
-def cell_motion(motion_B3HW: torch.Tensor) -> torch.Tensor:
-    """A `pixel_motion` map averaged over an 8x8 grid of cells: [B, 3, 8, 8] = the mean (dy, dx) of the changed
-    pixels of each cell, and the cell's changed fraction."""
-    mass = F.adaptive_avg_pool2d(motion_B3HW[:, 2:], OBJECT_CELLS)
-    mean_flow = F.adaptive_avg_pool2d(motion_B3HW[:, :2], OBJECT_CELLS) / mass.clamp_min(1e-3)
+def cell_motion(motion_B3HW: torch.Tensor, cells: int | tuple[int, int] = OBJECT_CELLS) -> torch.Tensor:
+    """A `pixel_motion` map averaged over a grid of cells (8x8 by default): [B, 3, *cells] = the mean (dy, dx) of
+    the changed pixels of each cell, and the cell's changed fraction."""
+    mass = F.adaptive_avg_pool2d(motion_B3HW[:, 2:], cells)
+    mean_flow = F.adaptive_avg_pool2d(motion_B3HW[:, :2], cells) / mass.clamp_min(1e-3)
     return torch.cat([mean_flow, mass], dim=1)
+
+
+OBJECT_POOLS = ("cells", "stripes")
+
+
+def pooled_motion(motion_B3HW: torch.Tensor, pool: str) -> torch.Tensor:
+    """Object-motion features [B, F] of one frame pair. "cells": `cell_motion` on the 8x8 grid (F = 192).
+    "stripes": the same over 8 full-height columns and 8 full-width rows (F = 48): an object's motion lands in the
+    same feature wherever it is along its stripe, so a classifier trained on a few thousand labels need not learn
+    it once per cell (Pong's paddle travels the height of its column)."""
+    if pool == "cells":
+        return cell_motion(motion_B3HW).flatten(1)
+    if pool == "stripes":
+        return torch.cat([cell_motion(motion_B3HW, (1, OBJECT_CELLS)).flatten(1),
+                          cell_motion(motion_B3HW, (OBJECT_CELLS, 1)).flatten(1)], dim=1)
+    raise MetabonkError(f"unknown object-motion pooling {pool!r}: expected one of {', '.join(OBJECT_POOLS)}")
 
 
 def object_motion(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor, s: int, threshold: float = 0.04,
@@ -202,8 +221,12 @@ class ActionEncoder(nn.Module):
             raise MetabonkError(f"x_t at index {self.now} leaves no x_(t+1) in a window of {config.window} frames")
         self.conv, conv_out = conv_trunk(config, 3 * (config.window + 1))
         n_shift = (2 * self.shift + 1) ** 2
-        self.object_shift = config.object_shift
-        n_obj = 3 * (config.window - 1) * OBJECT_CELLS ** 2 if self.object_shift > 0 else 0
+        self.object_shift, self.object_pool = config.object_shift, config.object_pool
+        if self.object_pool not in OBJECT_POOLS:
+            raise MetabonkError(f"unknown object-motion pooling {self.object_pool!r}: expected one of "
+                                f"{', '.join(OBJECT_POOLS)}")
+        per_pair = 3 * OBJECT_CELLS ** 2 if self.object_pool == "cells" else 3 * 2 * OBJECT_CELLS
+        n_obj = (config.window - 1) * per_pair if self.object_shift > 0 else 0
         self.head = nn.Sequential(nn.Linear(conv_out + n_shift + n_obj, 128), nn.SiLU(),
                                   nn.Linear(128, config.vq.code_dim - 2))
         r = torch.arange(-self.shift, self.shift + 1, dtype=torch.float32)
@@ -226,7 +249,7 @@ class ActionEncoder(nn.Module):
         if self.object_shift > 0:
             if pair_motion is None:
                 pair_motion = window_motion(x_BTCHW, self.object_shift)
-            parts += [cell_motion(m).flatten(1) for m in pair_motion]
+            parts += [pooled_motion(m, self.object_pool) for m in pair_motion]
         return torch.cat([self.head(torch.cat(parts, dim=1)), motion], dim=1)
 
 
