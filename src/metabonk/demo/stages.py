@@ -152,7 +152,7 @@ def _idm_config(p: DemoPreset) -> Any:
     from metabonk.latent.idm import IDMConfig
 
     return IDMConfig(width=p.idm_width, context=p.idm_context, future=p.idm_future,
-                     object_shift=p.idm_object_shift)
+                     object_shift=p.idm_object_shift, object_pool=p.idm_object_pool)
 
 
 def _idm_accuracy(idm_path: Path, ctx: DemoContext) -> dict[str, float]:
