@@ -222,10 +222,7 @@ class ActionEncoder(nn.Module):
         self.conv, conv_out = conv_trunk(config, 3 * (config.window + 1))
         n_shift = (2 * self.shift + 1) ** 2
         self.object_shift, self.object_pool = config.object_shift, config.object_pool
-        if self.object_pool not in OBJECT_POOLS:
-            raise MetabonkError(f"unknown object-motion pooling {self.object_pool!r}: expected one of "
-                                f"{', '.join(OBJECT_POOLS)}")
-        per_pair = 3 * OBJECT_CELLS ** 2 if self.object_pool == "cells" else 3 * 2 * OBJECT_CELLS
+        per_pair = pooled_motion(torch.zeros(1, 3, 8, 8), self.object_pool).shape[1]  # (checks the pooling's name)
         n_obj = (config.window - 1) * per_pair if self.object_shift > 0 else 0
         self.head = nn.Sequential(nn.Linear(conv_out + n_shift + n_obj, 128), nn.SiLU(),
                                   nn.Linear(128, config.vq.code_dim - 2))
