@@ -107,7 +107,7 @@ def test_ale_presets_record_chunks_and_cap_the_evaluation() -> None:
     assert pong.policy == {"pixel_norm": "background", "actor_init_gain": 1.0}
     assert pong.video_policy == "disturbed" and pong.eval_greedy and not arena.eval_greedy
     assert (pong.idm_context, pong.idm_object_shift) == (2, 6) and (arena.idm_context, arena.idm_object_shift) == (1, 0)
-    assert (pong.idm_future, pong.idm_object_pool, pong.bc_soft_labels) == (1, "stripes", True)
+    assert (pong.idm_future, pong.idm_object_pool, pong.bc_soft_labels) == (1, "cells", True)
     assert (arena.idm_future, arena.idm_object_pool, arena.bc_soft_labels) == (0, "cells", False)
     tiny = preset_for_env(get_preset("tiny"), "ale:Pong")
     assert tiny.policy == {**get_preset("tiny").policy, "pixel_norm": "background", "actor_init_gain": 1.0}
