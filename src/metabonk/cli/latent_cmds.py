@@ -118,8 +118,6 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
     from metabonk.latent.train import train_idm
 
     trunk = _trunk(trunk)
-    if context < 0 or future < 0 or object_shift < 0 or width < 1:
-        raise MetabonkError("--context, --future and --object-shift must be >= 0 and --width >= 1")
     if object_pool not in OBJECT_POOLS:
         raise MetabonkError(f"unknown --object-pool {object_pool!r}: expected one of {', '.join(OBJECT_POOLS)}")
     check_out_dir(out, data, logdir)
