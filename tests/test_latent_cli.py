@@ -104,6 +104,11 @@ def test_train_idm_takes_the_window_and_motion_options_and_label_writes_probabil
     assert np.allclose(ep["action_idm_probs"].sum(1), 1.0, atol=1e-4)
     assert np.array_equal(ep["action_idm_probs"].argmax(1), ep["action_idm"])
     assert np.allclose(ep["action_idm_probs"].max(1), ep["action_idm_conf"])
+    out = _ok(runner, ["train", "idm", *common, "--out", str(tmp_path / "cal"), "--calibrate", "0.5"])
+    doc = json.loads((tmp_path / "cal" / "config.json").read_text())
+    assert doc["meta"]["calibration"]["transitions"] == 48  # the last half of each of the 4 training episodes
+    assert doc["config"]["temperature"] == doc["meta"]["calibration"]["temperature"]
+    assert "softmax temperature" in out
     bad = runner.invoke(app, ["train", "idm", *common, "--out", str(tmp_path / "bad"), "--object-pool", "rings"])
     assert bad.exit_code != 0 and "unknown --object-pool" in str(bad.exception)
     assert not (tmp_path / "bad").exists()

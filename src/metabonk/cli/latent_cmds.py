@@ -108,6 +108,9 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
                   object_pool: Annotated[str, typer.Option(
                       help="Pooling of the object-motion features: cells (8x8 grid) | stripes (8 columns + 8 "
                            "rows; Pong).")] = "cells",
+                  calibrate: Annotated[float, typer.Option(
+                      help="Fraction of the labelled transitions (the tail of every episode) kept out of training "
+                           "to fit the softmax temperature (0 = off).")] = 0.0,
                   device: DeviceOpt = "auto", resume: ResumeOpt = True, logdir: LogdirOpt = None,
                   threads: ThreadsOpt = 0, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
     """Train an inverse dynamics model on K labelled transitions of a store."""
@@ -125,7 +128,9 @@ def train_idm_cmd(data: DataOpt, out: OutOpt, steps: StepsOpt = 2000, batch: Bat
     cfg = IDMConfig(crop=crop, trunk=trunk, context=context, future=future, width=width, object_shift=object_shift,
                     object_pool=object_pool)
     idm = train_idm(train, out, _train_cfg(steps, batch, lr, device, resume, seed, threads),  # type: ignore[arg-type]
-                    labelled=labelled, model_cfg=cfg, logdir=logdir)
+                    labelled=labelled, model_cfg=cfg, logdir=logdir, calibration=calibrate)
+    if calibrate > 0:
+        typer.echo(f"softmax temperature {idm.config.temperature:.3f} (fitted on held-out labels)")
     print_figures(f"IDM {out} (held-out)", evaluate_idm(idm, held, max_transitions=2000))  # type: ignore[arg-type]
 
 

@@ -42,6 +42,9 @@ class DemoPreset:
     the action (Pong's paddle)."""
     idm_object_pool: str = "cells"
     """Pooling of those features (IDMConfig.object_pool): "cells" or "stripes" (whole columns and rows; ALE)."""
+    idm_calibration: float = 0.0
+    """Fraction of the labelled transitions (the tail of every chunk) kept out of the IDM's training to fit its
+    softmax temperature (latent.calibrate; 0 = off): soft labels from a long-trained IDM stay calibrated."""
     world_steps: int = 150
     world_batch: int = 8
     world_size: str = "small"

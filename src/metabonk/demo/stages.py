@@ -122,6 +122,7 @@ def _latent_train_config(ctx: DemoContext, steps: int, batch: int) -> Any:
 
 def stage_latent(ctx: DemoContext) -> dict[str, Any]:
     """Train the latent action model on the video, the IDM on the labelled set, and label the video."""
+    from metabonk.common.checkpoint import read_config
     from metabonk.latent.data import load_transitions
     from metabonk.latent.label import label_store
     from metabonk.latent.train import train_idm, train_lam
@@ -135,11 +136,12 @@ def stage_latent(ctx: DemoContext) -> dict[str, Any]:
     del video
     labelled = load_transitions(ctx.labelled)
     train_idm(labelled, d / "idm", _latent_train_config(ctx, p.idm_steps, p.latent_batch), labelled=0,
-              model_cfg=_idm_config(p), logdir=d / "idm.tb")
+              model_cfg=_idm_config(p), logdir=d / "idm.tb", calibration=p.idm_calibration)
     idm_acc = _idm_accuracy(d / "idm", ctx)
     lab = label_store(d / "idm", ctx.video, ctx.device, quiet=ctx.quiet)
+    calibration = read_config(d / "idm")["meta"].get("calibration")
     return {"lam": str(d / "lam"), "idm": str(d / "idm"), "idm_holdout": idm_acc, "labelling": lab,
-            "seconds": time.time() - t0}
+            **({"idm_calibration": calibration} if calibration else {}), "seconds": time.time() - t0}
 
 
 def _lam_config(p: DemoPreset) -> Any:

@@ -125,13 +125,17 @@ class TransitionData:
         """(train, held-out): whole episodes when there are >= 5, else the last part of every episode."""
         ep = self.index[:, 0]
         n_eps = len(self.frames)
-        if n_eps >= 5:
-            n_hold = max(1, round(n_eps * holdout))
-            held = ep >= n_eps - n_hold
-        else:
-            t = self.index[:, 1]
-            lengths = np.array([self.frames[e].shape[0] - 1 for e in ep])
-            held = t >= np.floor(lengths * (1 - holdout))
+        if n_eps < 5:
+            return self.tail_split(holdout)
+        held = ep >= n_eps - max(1, round(n_eps * holdout))
+        return self.subset(np.nonzero(~held)[0]), self.subset(np.nonzero(held)[0])
+
+    def tail_split(self, holdout: float = 0.2) -> tuple[TransitionData, TransitionData]:
+        """(train, held-out): the last `holdout` of every episode held out, so both parts span every episode
+        (e.g. a labelled set of a few chunks, each from another phase of the game)."""
+        ep, t = self.index[:, 0], self.index[:, 1]
+        lengths = np.array([self.frames[e].shape[0] - 1 for e in ep])
+        held = t >= np.floor(lengths * (1 - holdout))
         return self.subset(np.nonzero(~held)[0]), self.subset(np.nonzero(held)[0])
 
 

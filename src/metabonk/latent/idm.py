@@ -49,6 +49,9 @@ class IDMConfig:
     """Width of the trunk's output."""
     trunk: str = "pooled"
     """Conv branch of the trunk (see LAMConfig.trunk): "pooled" or "fullres" (small moving objects)."""
+    temperature: float = 1.0
+    """Softmax temperature of the action probabilities `predict` returns (1 = as trained; fitted on held-out
+    labels by `latent.calibrate`, so soft labels are calibrated probabilities). Argmax actions do not depend on it."""
 
     @property
     def window(self) -> int:
@@ -115,7 +118,7 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
         if frames.dim() == 4:
             frames = clip_windows(frames, self.config.context, self.config.future)
         logits = self.logits(frames)
-        probs = logits[:, : self.config.num_actions].softmax(-1)
+        probs = (logits[:, : self.config.num_actions] / self.config.temperature).softmax(-1)
         conf, action = probs.max(-1)
         movement = logits[:, self.config.num_actions:].argmax(-1)
         return {"action": action, "confidence": conf, "movement": movement, "probs": probs}

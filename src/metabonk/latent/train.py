@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from metabonk.common.checkpoint import load_trainer_state, read_config
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
 from metabonk.latent.adapter import ActionAdapter, fit_adapter
+from metabonk.latent.calibrate import calibrate_idm
 from metabonk.latent.data import TransitionData
 from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
 from metabonk.latent.lam import LAMConfig, LatentActionModel
@@ -91,14 +93,22 @@ def train_lam(data: TransitionData, out: str | Path, cfg: TrainConfig, model_cfg
 
 
 def train_idm(data: TransitionData, out: str | Path, cfg: TrainConfig, labelled: int = 1000,
-              model_cfg: IDMConfig | None = None, logdir: Path | None = None) -> InverseDynamicsModel:
-    """Train an IDM on `labelled` random labelled transitions of `data` (0 = all)."""
+              model_cfg: IDMConfig | None = None, logdir: Path | None = None,
+              calibration: float = 0.0) -> InverseDynamicsModel:
+    """Train an IDM on `labelled` random labelled transitions of `data` (0 = all). With `calibration` > 0 that
+    fraction of them (the tail of every episode) is kept out of training and fits the IDM's softmax temperature
+    (`latent.calibrate`); the fit's figures go to the checkpoint's meta as "calibration"."""
     out = Path(out)
     _check_frames(data, "the IDM")
     if not data.labelled:
         raise MetabonkError("the IDM is trained on labelled episodes, and this store has no actions")
+    if not 0.0 <= calibration < 1.0:
+        raise MetabonkError(f"the calibration fraction must be in [0, 1), got {calibration}")
     device = resolve_device(cfg.device)
     subset = data.take(labelled, seed=cfg.seed)
+    held = None
+    if calibration > 0:
+        subset, held = subset.tail_split(calibration)
     if cfg.resume and (out / "trainer.pt").exists():
         model = InverseDynamicsModel.load(out, device)
     else:
@@ -109,8 +119,13 @@ def train_idm(data: TransitionData, out: str | Path, cfg: TrainConfig, labelled:
         torch.manual_seed(cfg.seed)
         model = InverseDynamicsModel(model_cfg).to(device)
     ctx, fut = model.config.context, model.config.future
+    meta = {"env": data.env, "labelled_transitions": len(subset) + (len(held) if held is not None else 0)}
     _fit(model, lambda rng: subset.sample(cfg.batch, rng, ctx, with_actions=True, future=fut), cfg, out, "idm", logdir,
-         meta={"env": data.env, "labelled_transitions": len(subset)})
+         meta=meta)
+    if held is not None:
+        figures = calibrate_idm(model, held)
+        saved = read_config(out)["meta"]
+        model.save(out, meta={**saved, "calibration": figures}, trainer_state=load_trainer_state(out))
     return model
 
 
