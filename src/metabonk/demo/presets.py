@@ -132,7 +132,8 @@ ALE_CLONE: dict[str, Any] = {"policy": ALE_POLICY, "video_policy": "disturbed", 
 ALE_OVERRIDES: dict[str, dict[str, Any]] = {
     "tiny": ALE_CLONE,
     "default": {**ALE_CLONE, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 6000},
-    "full": {**ALE_CLONE, "video_episodes": 96, "video_max_steps": 1000, "eval_max_steps": 5000},
+    "full": {**ALE_CLONE, "video_episodes": 96, "video_max_steps": 1000, "eval_max_steps": 5000,
+             "idm_calibration": 0.1},
 }
 
 
