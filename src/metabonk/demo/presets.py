@@ -131,7 +131,8 @@ ALE_CLONE: dict[str, Any] = {"policy": ALE_POLICY, "video_policy": "disturbed", 
                              "bc_class_balance": 0.5}
 ALE_OVERRIDES: dict[str, dict[str, Any]] = {
     "tiny": ALE_CLONE,
-    "default": {**ALE_CLONE, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 6000},
+    "default": {**ALE_CLONE, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 10_000,
+                "dream_anchor": 1.0},
     "full": {**ALE_CLONE, "video_episodes": 96, "video_max_steps": 1000, "eval_max_steps": 5000,
              "idm_calibration": 0.1},
 }
