@@ -123,8 +123,9 @@ PRESETS: dict[str, DemoPreset] = {
 # layer not scaled down for PPO, video of the expert with short random bursts (it shows recoveries), more BC
 # steps, greedy play of the clone, and an IDM that sees the paddle's motion (object-motion features, two past
 # frames and one after x_{t+1}: the press shows in the paddle's acceleration, partly a step late under sticky
-# actions), whose action probabilities BC imitates (soft labels), with class balance 0.5. (Stripe pooling, 1,600 IDM
-# steps and 10,000 BC steps together scored 0.32 against these settings' 0.71: docs/demo.md.)
+# actions), whose action probabilities BC imitates (soft labels), with class balance 0.5; the dream fine-tune is
+# anchored to the BC policy. (Stripe pooling, 1,600 IDM steps and 10,000 BC steps together scored 0.32: that IDM
+# was confidently wrong on held-out frames, docs/demo.md. The full preset's longer IDM fits a softmax temperature.)
 ALE_POLICY: dict[str, Any] = {"pixel_norm": "background", "actor_init_gain": 1.0}
 ALE_CLONE: dict[str, Any] = {"policy": ALE_POLICY, "video_policy": "disturbed", "eval_greedy": True,
                              "idm_context": 2, "idm_future": 1, "idm_object_shift": 6, "bc_soft_labels": True,
