@@ -53,10 +53,15 @@ def test_a_calibrated_overfit_idm_predicts_held_out_actions_with_far_lower_nll(t
     assert torch.allclose(out["probs"], (logits[:64] / t).softmax(-1), atol=1e-5)
 
 
-def test_calibration_refuses_too_few_held_out_labels() -> None:
+def test_calibration_refuses_too_few_held_out_labels(tmp_path) -> None:
     from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
 
     data = inertia_video(episodes=2, steps=10, size=32, seed=0)
     idm = InverseDynamicsModel(IDMConfig(width=8, frame_size=32, num_actions=3))
     with pytest.raises(MetabonkError, match="at least 32 held-out"):
         calibrate_idm(idm, data)
+    from metabonk.latent.train import TrainConfig, train_idm
+
+    with pytest.raises(MetabonkError, match="at least 32 held-out"):  # refused before any training step
+        train_idm(data, tmp_path / "idm", TrainConfig(steps=1, device="cpu", quiet=True), labelled=0, calibration=0.2)
+    assert not (tmp_path / "idm").exists()

@@ -52,12 +52,17 @@ def fit_temperature(logits: torch.Tensor, actions: torch.Tensor) -> float:
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
-def calibrate_idm(idm: InverseDynamicsModel, held: TransitionData) -> dict[str, Any]:
-    """Fit the IDM's softmax temperature on held-out labelled transitions; sets `idm.config.temperature` and
-    returns the fit's figures (NLL and mean confidence before and after, accuracy, count)."""
+def check_calibration_set(held: TransitionData) -> None:
+    """Refuse a calibration set too small (or unlabelled) to fit T: one MetabonkError line."""
     if not held.labelled or len(held) < MIN_TRANSITIONS:
         raise MetabonkError(f"calibrating the IDM needs at least {MIN_TRANSITIONS} held-out labelled transitions, "
                             f"got {len(held)}: raise the labelled budget or the calibration fraction")
+
+
+def calibrate_idm(idm: InverseDynamicsModel, held: TransitionData) -> dict[str, Any]:
+    """Fit the IDM's softmax temperature on held-out labelled transitions; sets `idm.config.temperature` and
+    returns the fit's figures (NLL and mean confidence before and after, accuracy, count)."""
+    check_calibration_set(held)
     logits, actions = raw_action_logits(idm, held)
     t = fit_temperature(logits, actions)
 

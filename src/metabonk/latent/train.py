@@ -18,7 +18,7 @@ from metabonk.common.checkpoint import load_trainer_state, read_config
 from metabonk.common.device import resolve_device
 from metabonk.common.errors import MetabonkError
 from metabonk.latent.adapter import ActionAdapter, fit_adapter
-from metabonk.latent.calibrate import calibrate_idm
+from metabonk.latent.calibrate import calibrate_idm, check_calibration_set
 from metabonk.latent.data import TransitionData
 from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
 from metabonk.latent.lam import LAMConfig, LatentActionModel
@@ -109,6 +109,7 @@ def train_idm(data: TransitionData, out: str | Path, cfg: TrainConfig, labelled:
     held = None
     if calibration > 0:
         subset, held = subset.tail_split(calibration)
+        check_calibration_set(held)  # before training, not after it
     if cfg.resume and (out / "trainer.pt").exists():
         model = InverseDynamicsModel.load(out, device)
     else:
