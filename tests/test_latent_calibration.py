@@ -30,6 +30,7 @@ def test_tail_split_holds_out_the_end_of_every_episode() -> None:
 
 def test_a_calibrated_overfit_idm_predicts_held_out_actions_with_far_lower_nll(tmp_path) -> None:
     from metabonk.common.checkpoint import read_config
+    from metabonk.latent.evaluate import evaluate_idm
     from metabonk.latent.idm import IDMConfig, InverseDynamicsModel
     from metabonk.latent.train import TrainConfig, train_idm
 
@@ -48,6 +49,9 @@ def test_a_calibrated_overfit_idm_predicts_held_out_actions_with_far_lower_nll(t
     before, after = float(F.cross_entropy(logits, actions)), float(F.cross_entropy(logits / t, actions))
     # measured over 4 seeds and 1-2 threads: T 5.8-7.5, held-out NLL 1.79-2.85 -> 0.63-0.78 (ratio 0.27-0.38)
     assert t > 2.5 and after < 0.6 * before, (t, before, after)
+    figures = evaluate_idm(loaded, held)  # `eval idm` reports the calibration it finds on its data
+    assert figures["temperature"] == t and figures["nll"] == pytest.approx(after, rel=1e-4)
+    assert figures["nll_at_best_temperature"] <= figures["nll"] + 1e-6
     out = loaded.predict(held.windows(np.arange(64), 1))
     assert torch.equal(out["action"], logits[:64].argmax(-1))  # the temperature changes no argmax
     assert torch.allclose(out["probs"], (logits[:64] / t).softmax(-1), atol=1e-5)

@@ -31,8 +31,8 @@ def raw_action_logits(idm: InverseDynamicsModel, data: TransitionData,
     was_training = idm.training
     idm.eval()
     rows = np.arange(len(data))
-    logits = [idm.logits(data.windows(rows[i:i + batch], idm.config.context, idm.config.future))
-              [:, :idm.config.num_actions].float().cpu() for i in range(0, len(rows), batch)]
+    logits = [idm.predict(data.windows(rows[i:i + batch], idm.config.context, idm.config.future))["logits"]
+              .float().cpu() for i in range(0, len(rows), batch)]
     idm.train(was_training)
     return torch.cat(logits), data.actions_at(rows)
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from metabonk.latent.adapter import adapter_from_codes, infer_all
+from metabonk.latent.calibrate import fit_temperature
 from metabonk.latent.data import TransitionData
 from metabonk.latent.frames import psnr
 from metabonk.latent.idm import InverseDynamicsModel
@@ -170,18 +172,27 @@ def evaluate_idm(idm: InverseDynamicsModel, held: TransitionData, max_transition
     """IDM accuracy (full action and movement class) on held-out labelled data, against majority baselines."""
     held = held.take(max_transitions, seed=seed)
     idm.eval()
-    preds, moves, confs = [], [], []
+    preds, moves, confs, logits = [], [], [], []
     for start in range(0, len(held), 256):
         rows = np.arange(start, min(start + 256, len(held)))
         out = idm.predict(held.windows(rows, idm.config.context, idm.config.future))
         preds.append(out["action"].cpu())
         moves.append(out["movement"].cpu())
         confs.append(out["confidence"].cpu())
-    actions = held.actions_at(np.arange(len(held))).numpy()
+        logits.append(out["logits"].float().cpu())
+    truth = held.actions_at(np.arange(len(held)))
+    actions = truth.numpy()
     true_moves = held.movement_at(np.arange(len(held))).numpy()
     pred, move, conf = torch.cat(preds).numpy(), torch.cat(moves).numpy(), torch.cat(confs).numpy()
+    raw = torch.cat(logits)
+    best_t = fit_temperature(raw, truth)
     correct = pred == actions
     return {
+        # calibration: NLL of the probabilities `predict` gives (at the IDM's temperature), and the temperature
+        # that would minimise it on this data (1 = already calibrated here; > 1 = overconfident)
+        "nll": float(F.cross_entropy(raw / idm.config.temperature, truth)),
+        "temperature": idm.config.temperature, "best_temperature": best_t,
+        "nll_at_best_temperature": float(F.cross_entropy(raw / best_t, truth)),
         "env": held.env, "eval_transitions": len(held),
         "accuracy": float(correct.mean()),
         "majority_baseline": float((actions == np.bincount(actions).argmax()).mean()),

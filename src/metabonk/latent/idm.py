@@ -114,11 +114,13 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
 
     @torch.no_grad()
     def predict(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Windows uint8 [B,k+2,H,W,3] (or a clip [T+1,H,W,3]) -> action, confidence, movement, probs."""
+        """Windows uint8 [B,k+2,H,W,3] (or a clip [T+1,H,W,3]) -> action, confidence, movement, probs (at the
+        config's temperature) and the untempered action logits."""
         if frames.dim() == 4:
             frames = clip_windows(frames, self.config.context, self.config.future)
         logits = self.logits(frames)
-        probs = (logits[:, : self.config.num_actions] / self.config.temperature).softmax(-1)
+        action_logits = logits[:, : self.config.num_actions]
+        probs = (action_logits / self.config.temperature).softmax(-1)
         conf, action = probs.max(-1)
         movement = logits[:, self.config.num_actions:].argmax(-1)
-        return {"action": action, "confidence": conf, "movement": movement, "probs": probs}
+        return {"action": action, "confidence": conf, "movement": movement, "probs": probs, "logits": action_logits}
