@@ -18,23 +18,15 @@ import torch.nn.functional as F
 
 from metabonk.common.errors import MetabonkError
 from metabonk.latent.data import TransitionData
-from metabonk.latent.idm import InverseDynamicsModel
+from metabonk.latent.idm import InverseDynamicsModel, predict_transitions
 
 MIN_TRANSITIONS = 32
 """Fewer held-out labels than this fit T to noise: the fit refuses them."""
 
 
-@torch.no_grad()
-def raw_action_logits(idm: InverseDynamicsModel, data: TransitionData,
-                      batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def raw_action_logits(idm: InverseDynamicsModel, data: TransitionData) -> tuple[torch.Tensor, torch.Tensor]:
     """The IDM's untempered action logits float32 [N, A] (eval mode) and the true actions int64 [N] of `data`."""
-    was_training = idm.training
-    idm.eval()
-    rows = np.arange(len(data))
-    logits = [idm.predict(data.windows(rows[i:i + batch], idm.config.context, idm.config.future))["logits"]
-              .float().cpu() for i in range(0, len(rows), batch)]
-    idm.train(was_training)
-    return torch.cat(logits), data.actions_at(rows)
+    return predict_transitions(idm, data)["logits"], data.actions_at(np.arange(len(data)))
 
 
 def fit_temperature(logits: torch.Tensor, actions: torch.Tensor) -> float:

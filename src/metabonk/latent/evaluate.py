@@ -12,7 +12,7 @@ from metabonk.latent.adapter import adapter_from_codes, infer_all
 from metabonk.latent.calibrate import fit_temperature
 from metabonk.latent.data import TransitionData
 from metabonk.latent.frames import psnr
-from metabonk.latent.idm import InverseDynamicsModel
+from metabonk.latent.idm import InverseDynamicsModel, predict_transitions
 from metabonk.latent.independence import empirical_mutual_information
 from metabonk.latent.lam import LatentActionModel
 from metabonk.latent.vq import codebook_usage
@@ -171,20 +171,11 @@ def evaluate_idm(idm: InverseDynamicsModel, held: TransitionData, max_transition
                  seed: int = 0) -> dict[str, Any]:
     """IDM accuracy (full action and movement class) on held-out labelled data, against majority baselines."""
     held = held.take(max_transitions, seed=seed)
-    idm.eval()
-    preds, moves, confs, logits = [], [], [], []
-    for start in range(0, len(held), 256):
-        rows = np.arange(start, min(start + 256, len(held)))
-        out = idm.predict(held.windows(rows, idm.config.context, idm.config.future))
-        preds.append(out["action"].cpu())
-        moves.append(out["movement"].cpu())
-        confs.append(out["confidence"].cpu())
-        logits.append(out["logits"].float().cpu())
+    out = predict_transitions(idm, held)
     truth = held.actions_at(np.arange(len(held)))
     actions = truth.numpy()
     true_moves = held.movement_at(np.arange(len(held))).numpy()
-    pred, move, conf = torch.cat(preds).numpy(), torch.cat(moves).numpy(), torch.cat(confs).numpy()
-    raw = torch.cat(logits)
+    pred, move, conf, raw = out["action"].numpy(), out["movement"].numpy(), out["confidence"].numpy(), out["logits"]
     best_t = fit_temperature(raw, truth)
     correct = pred == actions
     return {

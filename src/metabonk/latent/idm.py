@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,9 @@ from metabonk.envs.arena.spec import NUM_ACTIONS
 from metabonk.latent.frames import clip_windows, to_unit
 from metabonk.latent.lam import ActionEncoder, LAMConfig
 from metabonk.latent.vq import VQConfig
+
+if TYPE_CHECKING:
+    from metabonk.latent.data import TransitionData
 
 KIND = "idm"
 
@@ -124,3 +129,18 @@ class InverseDynamicsModel(Checkpointed, nn.Module):
         conf, action = probs.max(-1)
         movement = logits[:, self.config.num_actions:].argmax(-1)
         return {"action": action, "confidence": conf, "movement": movement, "probs": probs, "logits": action_logits}
+
+
+@torch.no_grad()
+def predict_transitions(idm: InverseDynamicsModel, data: TransitionData, batch: int = 256) -> dict[str, torch.Tensor]:
+    """`predict` over every transition of `data` in batches (eval mode; the model's mode is restored), each output
+    concatenated on the CPU (logits as float32)."""
+    was_training = idm.training
+    idm.eval()
+    rows = np.arange(len(data))
+    parts = [idm.predict(data.windows(rows[i:i + batch], idm.config.context, idm.config.future))
+             for i in range(0, len(rows), batch)]
+    idm.train(was_training)
+    out = {k: torch.cat([part[k].cpu() for part in parts]) for k in parts[0]}
+    out["logits"] = out["logits"].float()
+    return out
