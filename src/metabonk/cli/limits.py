@@ -45,7 +45,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     # pixels and video
     "size": (8, 2048), "crop": (0, 2048), "scale": (1, 64), "fps": (0.1, 1000.0), "frame_skip": (1, 16),
     # model shape and optimiser
-    "lr": (1e-12, 10.0), "codes": (2, 4096), "context": (0, 64), "future": (0, 64),
+    "lr": (1e-12, 10.0), "lr_final": (0.0, 1.0), "ema": (0.0, 0.99999),
+    "codes": (2, 4096), "context": (0, 64), "future": (0, 64),
     "width": (1, 1024), "object_shift": (0, 64), "calibrate": (0.0, 0.9),
     "decoder_blocks": (0, 64), "change_weight": (0.0, 1e6), "independence_weight": (0.0, 1e6),
     "budget": (1e-9, 1e6), "sticky": (0.0, 1.0), "num_steps": (1, BIG), "num_cpus": (1, 4096),

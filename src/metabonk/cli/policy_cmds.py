@@ -35,6 +35,10 @@ def train_policy_cmd(
                                                       "for experts that mostly idle).")] = 0.0,
     soft_labels: Annotated[bool, typer.Option(help="bc: imitate the IDM's action probabilities "
                                                    "(action_idm_probs), not its argmax.")] = False,
+    lr: Annotated[float | None, typer.Option(help="bc: peak learning rate (default 2e-3).")] = None,
+    lr_final: Annotated[float, typer.Option(help="bc: cosine-decay the LR to this fraction of its start "
+                                                 "(1 = constant).")] = 1.0,
+    ema: Annotated[float, typer.Option(help="bc: EMA decay of the weights saved as the policy (0 = off).")] = 0.0,
     num_envs: Annotated[int, typer.Option(help="PPO: parallel envs.")] = 8,
     batch: Annotated[int | None, typer.Option(help="bc: sequences per step (default 32).")] = None,
     seq_len: Annotated[int | None, typer.Option(help="bc: steps per sequence (default 16).")] = None,
@@ -55,8 +59,9 @@ def train_policy_cmd(
     policy: dict[str, Any] = {"core": core}
     shape = {k: v for k, v in {"pixel_norm": pixel_norm, "actor_init_gain": actor_init_gain}.items() if v is not None}
     policy.update(shape)
-    if algo != "bc" and (batch is not None or seq_len is not None or soft_labels):
-        raise MetabonkError("--batch, --seq-len and --soft-labels are for --algo bc")
+    if algo != "bc" and (batch is not None or seq_len is not None or soft_labels or lr is not None
+                         or lr_final != 1.0 or ema != 0.0):
+        raise MetabonkError("--batch, --seq-len, --soft-labels, --lr, --lr-final and --ema are for --algo bc")
     if algo == "dream" and shape:
         raise MetabonkError("--pixel-norm and --actor-init-gain shape a fresh policy; --algo dream starts from --init")
     if algo == "bc":
@@ -64,9 +69,10 @@ def train_policy_cmd(
 
         if data is None:
             raise MetabonkError("--algo bc needs --data DIR (an episode store with action or action_idm)")
-        sizes = {k: v for k, v in {"batch_size": batch, "seq_len": seq_len}.items() if v is not None}
+        sizes = {k: v for k, v in {"batch_size": batch, "seq_len": seq_len, "lr": lr}.items() if v is not None}
         path = train_bc(BCArgs(data=str(data), out=str(out), label=label, steps=steps, seed=seed,
-                               class_balance=class_balance, soft_labels=soft_labels, device=device,
+                               class_balance=class_balance, soft_labels=soft_labels, lr_final=lr_final,
+                               ema_decay=ema, device=device,
                                init=str(init) if init else None, policy=policy, **sizes))
     elif algo == "ppo":
         from metabonk.policy.ppo import PPOArgs, train_ppo

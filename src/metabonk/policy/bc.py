@@ -53,6 +53,10 @@ class BCArgs:
     batch_size: int = 32
     seq_len: int = 16
     lr: float = 2e-3
+    lr_final: float = 1.0
+    """Cosine-decay the LR to this fraction of `lr` over the run (1 = constant)."""
+    ema_decay: float = 0.0
+    """EMA of the weights, saved as the policy (0 = off; the last raw weights are saved)."""
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"
@@ -225,7 +229,8 @@ def train_bc(args: BCArgs) -> Path:
             batch["label_weight"] = batch.get("label_weight", torch.ones_like(w)).float() * w
         return batch
 
-    cfg = FitConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, grad_clip=1.0,
+    cfg = FitConfig(steps=args.steps, lr=args.lr, lr_final=args.lr_final, ema_decay=args.ema_decay,
+                    weight_decay=args.weight_decay, grad_clip=1.0,
                     log_every=args.log_every, save_every=args.save_every, seed=args.seed, device=args.device)
     fit(agent, sample, cfg, out, {"algo": "bc", "data": str(args.data), "label": label_key,
                                  "intents": args.intents if "intent" in keys else "default"}, resume=resume,
