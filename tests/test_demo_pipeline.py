@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from metabonk.common.checkpoint import load_trainer_state
 from metabonk.common.errors import MetabonkError
 from metabonk.demo.pipeline import run_demo, stage_names
 from metabonk.demo.presets import get_preset
@@ -88,6 +89,8 @@ def test_tiny_demo_on_pong_scores_against_expert_and_random(tmp_path, monkeypatc
     for name in ("demo (BC + dream)", "BC only"):
         want = (ev[name]["return_mean"] - ev["random"]["return_mean"]) / span
         assert ev[name]["expert_normalized_return"] == pytest.approx(want)
+    bc = load_trainer_state(run / "bc" / "policy")
+    assert bc is not None and "raw_weights" in bc  # the ALE presets' BC saves its weights' EMA as the policy
     text = report.read_text()
     assert "(score − random) / (expert − random) ≥ 0.8" in text
     assert f"{ev['demo (BC + dream)']['expert_normalized_return']:.2f}" in text
@@ -109,6 +112,7 @@ def test_ale_presets_record_chunks_and_cap_the_evaluation() -> None:
     assert (pong.idm_context, pong.idm_object_shift) == (2, 6) and (arena.idm_context, arena.idm_object_shift) == (1, 0)
     assert (pong.idm_future, pong.idm_object_pool, pong.bc_soft_labels) == (1, "cells", True)
     assert (arena.idm_future, arena.idm_object_pool, arena.bc_soft_labels) == (0, "cells", False)
+    assert (pong.bc_lr_final, arena.bc_lr_final) == (0.05, 1.0) and (pong.bc_ema, arena.bc_ema) == (0.999, 0.0)
     tiny = preset_for_env(get_preset("tiny"), "ale:Pong")
     assert tiny.policy == {**get_preset("tiny").policy, "pixel_norm": "background", "actor_init_gain": 1.0}
 

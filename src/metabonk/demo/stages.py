@@ -213,7 +213,8 @@ def stage_bc(ctx: DemoContext) -> dict[str, Any]:
     p, d = ctx.preset, ctx.dir("bc")
     t0 = time.time()
     out = train_bc(BCArgs(data=str(ctx.video), out=str(d / "policy"), label="action_idm", steps=p.bc_steps,
-                          batch_size=p.bc_batch, lr=p.bc_lr, class_balance=p.bc_class_balance,
+                          batch_size=p.bc_batch, lr=p.bc_lr, lr_final=p.bc_lr_final, ema_decay=p.bc_ema,
+                          class_balance=p.bc_class_balance,
                           soft_labels=p.bc_soft_labels,
                           seq_len=p.bc_seq_len, seed=ctx.seed,
                           device=ctx.device, quiet=ctx.quiet, save_every=max(p.bc_steps // 4, 1),
