@@ -11,7 +11,7 @@ import pytest
 from metabonk.common.checkpoint import load_trainer_state
 from metabonk.common.errors import MetabonkError
 from metabonk.demo.pipeline import run_demo, stage_names
-from metabonk.demo.presets import get_preset
+from metabonk.demo.presets import get_preset, preset_for_env
 from tests.test_policy_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
@@ -80,8 +80,6 @@ def test_tiny_demo_on_pong_scores_against_expert_and_random(tmp_path, monkeypatc
     """On ALE the demo records the scripted RAM expert, scores every agent as (score − random) / (expert − random)
     on the same seeds, and the report states the ≥ 0.8 target either way."""
     monkeypatch.chdir(tmp_path)
-    from metabonk.demo.presets import preset_for_env
-
     averaged_bc = preset_for_env(get_preset("tiny"), "ale:Pong").replace(bc_lr_final=0.05, bc_ema=0.9)
     report = run_demo(averaged_bc, device="cpu", env="ale:Pong", root=tmp_path, name="p")
     run = tmp_path / "p"
@@ -101,7 +99,6 @@ def test_tiny_demo_on_pong_scores_against_expert_and_random(tmp_path, monkeypatc
 
 def test_ale_presets_record_chunks_and_cap_the_evaluation() -> None:
     """A whole expert Pong game is ~28k steps: the ALE presets record 1,000-step chunks, not whole games."""
-    from metabonk.demo.presets import preset_for_env
 
     arena = preset_for_env(get_preset("default"), "arena")
     pong = preset_for_env(get_preset("default"), "ale:Pong")
