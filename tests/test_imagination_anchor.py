@@ -67,3 +67,26 @@ def test_no_start_no_anchor_term() -> None:
     _, metrics = ac({"frames": frames, "actions": torch.zeros(2, 2, dtype=torch.long)})
     assert "imagination/kl_to_start" not in metrics
     assert "start" not in dict(ac.named_children())  # π_start is neither trained nor saved with the module
+
+
+def test_anchor_to_a_sharp_start_is_finite_and_pulls() -> None:
+    """A start whose probabilities underflow to 0 (a sharp clone) still gives a finite KL with a gradient; as two
+    Categoricals' `kl_divergence` it was +inf with no gradient, so the anchor held nothing."""
+    torch.manual_seed(0)
+    agent = Agent(PolicyConfig(image_size=SIZE, channels=(8,), feature_dim=16, hidden=8, intent_dim=8,
+                               head_hidden=8))
+    with torch.no_grad():
+        agent.actor[-1].bias.copy_(torch.linspace(0.0, 300.0, agent.cfg.move_actions))  # moves 0.. never taken
+    start = copy.deepcopy(agent)
+    with torch.no_grad():
+        agent.actor[-1].bias.copy_(torch.zeros(agent.cfg.move_actions))  # the fine-tune drifted to uniform
+    cfg = ImaginationConfig(horizon=2, anchor_coef=1.0, ent_coef=0.0, value_coef=0.0)
+    ac = ImaginationActorCritic(agent, 18, cfg, DreamEnv(paying_world(pays=PAID), seed=1), start=start)
+    frames = torch.as_tensor(np.stack([context(s)[0] for s in range(4)]))
+    loss, metrics = ac({"frames": frames, "actions": torch.zeros(4, 2, dtype=torch.long)})
+    kl = float(metrics["imagination/kl_to_start"])
+    assert np.isfinite(kl) and kl > 10.0, kl  # uniform vs all mass on the last move: ~log(#moves) + large gaps
+    loss.backward()
+    grad = agent.actor[-1].bias.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    assert float(grad[-1]) < 0  # descending the loss raises the start's move

@@ -59,6 +59,7 @@ class ImaginationActorCritic(nn.Module):
         self.__dict__["start"] = start.eval().requires_grad_(False) if start is not None else None
         self.cfg = cfg
         usable = min(agent.cfg.move_actions, world_actions)
+        self.usable = usable
         mask = torch.zeros(agent.cfg.move_actions)
         mask[usable:] = float("-inf")  # moves the world model has no action for are never dreamed
         self.register_buffer("action_mask", mask, persistent=False)
@@ -126,7 +127,7 @@ class ImaginationActorCritic(nn.Module):
         loss = pg_loss - cfg.ent_coef * entropy + cfg.value_coef * v_loss
         anchor: dict[str, torch.Tensor] = {}
         if cfg.anchor_coef > 0 and self.start is not None:
-            kl = (self._kl_to_start(batch["frames"], d, dist) * w).sum()
+            kl = (self._kl_to_start(batch["frames"], d, logits[:, :H]) * w).sum()
             loss = loss + cfg.anchor_coef * kl
             anchor["imagination/kl_to_start"] = kl.detach()
         metrics = {
@@ -140,14 +141,16 @@ class ImaginationActorCritic(nn.Module):
         }
         return loss, metrics
 
-    def _kl_to_start(self, frames: torch.Tensor, d: dict[str, torch.Tensor],
-                     dist: torch.distributions.Categorical) -> torch.Tensor:
-        """KL(π ‖ π_start) [B, H] at each dreamed decision, π_start burnt in on the same real context."""
-        start, H, B = self.start, self.cfg.horizon, frames.shape[0]
+    def _kl_to_start(self, frames: torch.Tensor, d: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+        """KL(π ‖ π_start) [B, H] at each dreamed decision over the dreamable moves, π_start burnt in on the same
+        real context. From log-softmaxes, not `kl_divergence` of two Categoricals: a sharp π_start's probabilities
+        underflow to 0, where that gives +inf and no gradient (a BC clone with an EMA of its weights did)."""
+        start, H, B, u = self.start, self.cfg.horizon, frames.shape[0], self.usable
         with torch.no_grad():
             ctx = frames.to(self.action_mask.device)
             _, _, _, h = start.forward_sequence({"pixels": ctx[:, :-1]}, start.initial_state(B, ctx.device),
                                                 d["intent"][:, None])
-            logits, _, _, _ = start.forward_sequence({"pixels": d["obs"]}, h, d["intent"][:, None])
-            ref = torch.distributions.Categorical(logits=logits[:, :H] + self.action_mask)
-        return torch.distributions.kl_divergence(dist, ref)
+            ref, _, _, _ = start.forward_sequence({"pixels": d["obs"]}, h, d["intent"][:, None])
+            log_ref = torch.log_softmax(ref[:, :H, :u].float(), -1)
+        log_p = torch.log_softmax(logits[..., :u].float(), -1)
+        return (log_p.exp() * (log_p - log_ref)).sum(-1)
