@@ -51,3 +51,21 @@ def test_requantized_gguf_decides_with_prompt_lookup(tmp_path) -> None:
     d = decisions(LookupClient(requantize("Q4_0", tmp_path), n_threads=2, lookup_tokens=4), n=2)
     assert len(d["chosen"]) == 4 and all(t > 0 for t in d["latency_s"])
     assert d["llm_fraction"] > 0  # the requantized model still answers within the schema
+
+
+@pytest.mark.llm
+def test_f16_holds_the_bundled_weights(tmp_path) -> None:
+    """F16 made from the bundled Q4_1 is its weights dequantized (no further rounding that matters): the same
+    next-token choice and near-equal logits on a fixed prompt, where Q2_K's lower bits move them further."""
+    import numpy as np
+
+    from metabonk.planner.embedded import find_gguf
+    from metabonk.quant.gguf import LookupClient, ftype, requantize
+
+    assert ftype("F32") != ftype("F16")
+    msgs = [{"role": "user", "content": "Pick a card for a fast arena run: speed, armor or magnet?"}]
+    ref = LookupClient(find_gguf(), n_threads=2).logits(msgs)
+    f16 = LookupClient(requantize("F16", tmp_path, threads=2), n_threads=2).logits(msgs)
+    q2 = LookupClient(requantize("Q2_K", tmp_path, threads=2), n_threads=2).logits(msgs)
+    assert f16.argmax() == ref.argmax()
+    assert np.abs(f16 - ref).mean() < 0.5 * np.abs(q2 - ref).mean(), (np.abs(f16 - ref).mean(), np.abs(q2 - ref).mean())

@@ -17,13 +17,14 @@ from typing import Any
 from metabonk.common.errors import MetabonkError
 from metabonk.planner.embedded import EmbeddedClient, find_gguf, llama_available
 
-LEVELS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
+LEVELS = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
 
 
 def ftype(level: str) -> int:
     import llama_cpp
 
-    value = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{level}", None)
+    name = "LLAMA_FTYPE_ALL_F32" if level == "F32" else f"LLAMA_FTYPE_MOSTLY_{level}"
+    value = getattr(llama_cpp, name, None)
     if level not in LEVELS or value is None:
         raise MetabonkError(f"unknown llama.cpp level '{level}' (choose {', '.join(LEVELS)})")
     return int(value)
