@@ -23,9 +23,10 @@ FAST = ["--env", "scroll", "--preset", "tiny", "--world-updates", "4", "--ac-upd
 def test_cli_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", "agent", "--out", str(out), "--env-steps", "1400", "--eval-episodes", "4",
-                                 *FAST])
+                                 *FAST, "--set", "ac_lr=2e-3", "--set", "imagination.horizon=6"])
     assert r.exit_code == 0, r.output
     state = json.loads((out / "loop.json").read_text())
+    assert state["config"]["ac_lr"] == 2e-3 and state["config"]["imagination"]["horizon"] == 6  # --set landed
     assert state["epoch"] == 3 and [p["env_steps"] for p in state["curve"]] == [1000, 1200, 1400]
     doc = json.loads((out / "eval.json").read_text())["results"]
     assert doc["eval"]["policy"]["episodes"] == 4 and "random" in doc["eval"]

@@ -31,6 +31,10 @@ def train_agent_cmd(
     anchor: Annotated[float | None, typer.Option(help="With --init: weight of KL(policy ‖ the --init policy) on "
                                                      "the dreamed states (0 = off).")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="Seeds of the final evaluation (0 = none).")] = None,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY=VALUE: any setting of the loop (train.agent_config.AgentLoopConfig, e.g. ac_lr=1e-5, "
+                      "ac_batch=8) or of its dream as imagination.KEY (e.g. imagination.horizon=8); repeatable, "
+                      "after the options above.")] = None,
     compare_ppo: Annotated[bool, typer.Option(help="Also train PPO from scratch at the same real steps and "
                                                    "evaluate it on the same seeds.")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -44,17 +48,18 @@ def train_agent_cmd(
     from rich.console import Console
 
     from metabonk.envs import arena_env_kwargs
-    from metabonk.train.agent_config import loop_config
+    from metabonk.train.agent_config import loop_config, parse_settings
     from metabonk.train.online import train_agent
     from metabonk.train.report import evaluate_and_report
 
-    cfg = loop_config(preset, env=env, env_steps=env_steps, out=str(out), init=str(init) if init else None,
-                      world_init=str(world_init) if world_init else None, num_envs=num_envs, size=size,
-                      world_updates=world_updates, ac_updates=ac_updates, collect_steps=collect_steps,
-                      kernels=kernels, sampler_steps=sampler_steps, eval_episodes=eval_episodes, device=device,
-                      seed=seed,
-                      env_kwargs=arena_env_kwargs(env, frame_skip),
-                      imagination=None if anchor is None else {"anchor_coef": anchor})
+    extra = parse_settings(settings or [])
+    imagination = {**({} if anchor is None else {"anchor_coef": anchor}), **extra.pop("imagination", {})}
+    options = dict(env=env, env_steps=env_steps, out=str(out), init=str(init) if init else None,
+                   world_init=str(world_init) if world_init else None, num_envs=num_envs, size=size,
+                   world_updates=world_updates, ac_updates=ac_updates, collect_steps=collect_steps,
+                   kernels=kernels, sampler_steps=sampler_steps, eval_episodes=eval_episodes, device=device,
+                   seed=seed, env_kwargs=arena_env_kwargs(env, frame_skip), imagination=imagination or None)
+    cfg = loop_config(preset, **{**options, **extra})  # --set comes last: it wins
     from metabonk.serve.hooks import reported_run
 
     with reported_run(orchestrator, f"train agent {env} {preset}", "train",

@@ -84,6 +84,49 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _typed(defaults: Any, key: str, value: Any) -> Any:
+    """`value` as the type of `defaults.key` (an int where a float is expected becomes a float); a clear error if
+    it is of another type."""
+    default = getattr(defaults, key)
+    if default is None or isinstance(default, (dict, list, tuple)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise MetabonkError(f"{key} takes {type(default).__name__} values, got {value!r}")
+    return value
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (`train agent --set`) as loop_config overrides: VALUE is read as a Python literal
+    (1e-5, 8, true/false, "text" or a bare word as text); `imagination.KEY` goes to the dream's settings."""
+    import ast
+
+    out: dict[str, Any] = {}
+    imag: dict[str, Any] = {}
+    imag_names = {f.name for f in dataclasses.fields(ImaginationConfig)}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise MetabonkError(f"--set takes KEY=VALUE, got '{item}'")
+        text = {"true": "True", "false": "False", "none": "None"}.get(raw.strip().lower(), raw.strip())
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        if key.startswith("imagination."):
+            sub = key.removeprefix("imagination.")
+            if sub not in imag_names:
+                raise MetabonkError(f"unknown dream setting '{sub}' (choose {', '.join(sorted(imag_names))})")
+            imag[sub] = _typed(ImaginationConfig(), sub, value)
+        else:
+            out[key] = _typed(AgentLoopConfig(), key, value) if hasattr(AgentLoopConfig, key) else value
+    if imag:
+        out["imagination"] = imag
+    return out
+
+
 def loop_config(preset: str = "default", **overrides: Any) -> AgentLoopConfig:
     """The named preset with field overrides (`imagination` may be a dict of ImaginationConfig fields)."""
     if preset not in PRESETS:
