@@ -240,8 +240,8 @@ def stage_dream(ctx: DemoContext) -> dict[str, Any]:
                       num_envs=p.num_envs, size=p.frame_size, start_steps=p.dream_collect_steps,
                       collect_steps=p.dream_collect_steps, world_updates=p.dream_world_updates,
                       world_batch=p.world_batch, ac_updates=p.dream_updates, ac_batch=p.dream_batch,
-                      sampler_steps=p.dream_sampler_steps, eval_episodes=0, device=ctx.device, seed=ctx.seed,
-                      quiet=ctx.quiet, threads=p.threads, env_kwargs=ctx.env_kwargs,
+                      sampler_steps=p.dream_sampler_steps, ac_lr=p.dream_ac_lr, eval_episodes=0,
+                      device=ctx.device, seed=ctx.seed, quiet=ctx.quiet, threads=p.threads, env_kwargs=ctx.env_kwargs,
                       imagination={"horizon": p.dream_horizon, "return_norm_floor": 0.05,
                                    "anchor_coef": p.dream_anchor})
     run = train_agent(cfg)
