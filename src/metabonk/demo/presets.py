@@ -143,8 +143,8 @@ ALE_OVERRIDES: dict[str, dict[str, Any]] = {
     # BC as the full preset sizes it, its LR cosine-decayed to 5 % and its weights averaged (3,000 steps of 64 × 16,
     # bc_lr_final 0.05, bc_ema 0.999): median 0.76 vs 0.59 for 10,000 constant-LR steps of 16 × 8, five BC seeds on one
     # run's labels. The dream fine-tunes it at an actor-critic LR of 3e-5: at the loop's 1e-4 this sharper clone fell
-    # from 0.79 to 0.17 (its dreams of Pong turn to noise within a few steps; 3e-5: 0.77, 1e-5: 0.75, 3e-6: 0.81 —
-    # within noise of BC): benchmarks/results/bc-recipes-pong-cpu/, dream-lr-pong-cpu/.
+    # from 0.79 to 0.17 (its world model dreams Pong worse than copying the last frame; 3e-5: 0.77, 1e-5: 0.75,
+    # 3e-6: 0.81, within noise of BC): benchmarks/results/bc-recipes-pong-cpu/, dream-lr-pong-cpu/.
     "default": {**ALE_CLONE, "video_episodes": 40, "video_max_steps": 1000, "eval_max_steps": 5000, "bc_steps": 3_000,
                 "bc_batch": 64, "bc_seq_len": 16, "bc_lr": 1e-3, "bc_lr_final": 0.05, "bc_ema": 0.999,
                 "dream_anchor": 1.0, "dream_ac_lr": 3e-5},

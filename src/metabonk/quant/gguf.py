@@ -4,7 +4,9 @@
 The bundled SmolLM2-135M is already Q4_1, so every level here is made *from Q4_1* (llama.cpp's
 `allow_requantize`): a higher level (Q8_0) cannot recover what Q4_1 lost — it changes the kernels and the speed,
 not the quality — and a lower one stacks its error on Q4_1's. Decision agreement is therefore measured against
-the bundled Q4_1, the model System 2 ships with.
+the bundled Q4_1, the model System 2 ships with. F32 (and, near enough, F16) hold the Q4_1 weights dequantized: their
+decisions are those of the shipped weights in exact arithmetic, which the Q4_1 kernels (8-bit activations) do not
+always make.
 """
 
 from __future__ import annotations
