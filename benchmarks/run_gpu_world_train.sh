@@ -5,7 +5,9 @@
 # episodes (`metabonk eval world --json`: dream vs copy-last PSNR/SSIM per step, controllability, reward and
 # termination). Its JSON, benchmarks/results/eval-world-arena-verbs-h200.json, is the fidelity table of
 # docs/world.md. Usage: OUT=DIR bash benchmarks/run_gpu_world_train.sh
-# (EPISODES, NUM_ENVS, STEPS, BATCH, DEVICE override the defaults; DEVICE=cpu with tiny values is a smoke test.)
+# (EPISODES, NUM_ENVS, STEPS, BATCH, DEVICE override the defaults; DEVICE=cpu with tiny values is a smoke test.
+# RECORD_ENV=ale:Pong POLICY=scripted MAX_STEPS=1000 RECORD_S=300 records the scripted Pong expert instead; the JSON
+# is then eval-world-ale-pong-verbs-<gpu>.json.)
 set -euo pipefail
 source "$(dirname "$0")/gpu_env.sh"
 OUT=${OUT:-benchmarks/results}
@@ -14,15 +16,18 @@ mkdir -p "$OUT"
 work=$(mktemp -d)
 label=$(python3 -c "import torch; from metabonk.common.device import device_label, resolve_device; print(device_label(resolve_device('$DEVICE')))")
 t0=$(date +%s)
-timeout 100 python3 -m metabonk record arena --out "$work/store" --policy random --episodes "${EPISODES:-128}" \
-  --num-envs "${NUM_ENVS:-128}" --max-steps 450 --size 64 --device "$DEVICE" --seed 0
+RECORD_ENV=${RECORD_ENV:-arena}
+name=$(echo "$RECORD_ENV" | tr ':' '-' | tr 'A-Z' 'a-z')
+timeout "${RECORD_S:-100}" python3 -m metabonk record "$RECORD_ENV" --out "$work/store" --policy "${POLICY:-random}" \
+  --episodes "${EPISODES:-128}" --num-envs "${NUM_ENVS:-128}" --max-steps "${MAX_STEPS:-450}" --size 64 \
+  --device "$DEVICE" --seed 0
 t1=$(date +%s)
 # 2,500 steps took 235 s on an H200 in bf16; a timeout keeps the last save
 timeout ${TRAIN_S:-300} python3 -m metabonk train world --data "$work/store" --out "$work/world" --steps "${STEPS:-2500}" \
   --batch "${BATCH:-128}" --lr 3e-4 --device "$DEVICE" $([ "$DEVICE" = cpu ] || echo --bf16) --no-resume || echo "train world stopped early"
 t2=$(date +%s)
 timeout 140 python3 -m metabonk eval world "$work/world" --data "$work/store" --device "$DEVICE" \
-  --json "$OUT/eval-world-arena-verbs-$label.json"
+  --json "$OUT/eval-world-$name-verbs-$label.json"
 t3=$(date +%s)
 echo "record $((t1 - t0)) s, train $((t2 - t1)) s, eval $((t3 - t2)) s"
 rm -rf "$work"
