@@ -7,7 +7,8 @@
 # docs/world.md. Usage: OUT=DIR bash benchmarks/run_gpu_world_train.sh
 # (EPISODES, NUM_ENVS, STEPS, BATCH, DEVICE override the defaults; DEVICE=cpu with tiny values is a smoke test.
 # RECORD_ENV=ale:Pong POLICY=scripted MAX_STEPS=1000 RECORD_S=300 records the scripted Pong expert instead; the JSON
-# is then eval-world-ale-pong-verbs-<gpu>.json.)
+# is then eval-world-ale-pong-verbs-<gpu>.json. TARGETS="delta frame" trains one model per diffusion target at once
+# on the same GPU, each with --target, and writes eval-world-<env>-<target>-verbs-<gpu>.json.)
 set -euo pipefail
 source "$(dirname "$0")/gpu_env.sh"
 OUT=${OUT:-benchmarks/results}
@@ -23,11 +24,21 @@ timeout "${RECORD_S:-100}" python3 -m metabonk record "$RECORD_ENV" --out "$work
   --device "$DEVICE" --seed 0
 t1=$(date +%s)
 # 2,500 steps took 235 s on an H200 in bf16; a timeout keeps the last save
-timeout ${TRAIN_S:-300} python3 -m metabonk train world --data "$work/store" --out "$work/world" --steps "${STEPS:-2500}" \
-  --batch "${BATCH:-128}" --lr 3e-4 --device "$DEVICE" $([ "$DEVICE" = cpu ] || echo --bf16) --no-resume || echo "train world stopped early"
+TARGETS=${TARGETS:-delta}
+for t in $TARGETS; do
+  timeout ${TRAIN_S:-300} python3 -m metabonk train world --data "$work/store" --out "$work/world-$t" \
+    --steps "${STEPS:-2500}" --batch "${BATCH:-128}" --lr 3e-4 --device "$DEVICE" --target "$t" \
+    $([ "$DEVICE" = cpu ] || echo --bf16) --no-resume > "$work/train-$t.log" 2>&1 || echo "train world ($t) stopped early" &
+done
+wait
+for t in $TARGETS; do tail -n 2 "$work/train-$t.log"; done
 t2=$(date +%s)
-timeout 140 python3 -m metabonk eval world "$work/world" --data "$work/store" --device "$DEVICE" \
-  --json "$OUT/eval-world-$name-verbs-$label.json"
+for t in $TARGETS; do
+  json="$OUT/eval-world-$name-verbs-$label.json"
+  [ "$TARGETS" = delta ] || json="$OUT/eval-world-$name-$t-verbs-$label.json"
+  timeout 140 python3 -m metabonk eval world "$work/world-$t" --data "$work/store" --device "$DEVICE" --json "$json" &
+done
+wait
 t3=$(date +%s)
 echo "record $((t1 - t0)) s, train $((t2 - t1)) s, eval $((t3 - t2)) s"
 rm -rf "$work"

@@ -21,7 +21,9 @@ def train_world_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     actions: Annotated[str, typer.Option(help="real | idm | latent (latent needs --lam).")] = "real",
     lam: Annotated[Path | None, typer.Option(help="LAM checkpoint for --actions latent.")] = None,
-    size: Annotated[str, typer.Option(help="diamond (4.6M U-Net) | tiny")] = "diamond",
+    size: Annotated[str, typer.Option(help="diamond (4.6M U-Net) | small (the CPU demo's) | tiny")] = "diamond",
+    target: Annotated[str, typer.Option(help="What the diffusion models: delta (x_t+1 - x_t, the dream adds it "
+                                             "to the last frame) | frame (x_t+1, as DIAMOND).")] = "delta",
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue from OUT if it exists.")
     ] = True,
@@ -35,13 +37,21 @@ def train_world_cmd(
     --batch is then the global batch, split evenly over the ranks; rank 0 writes the checkpoint.
     """
     from metabonk.common.checkpoint import check_out_dir
-    from metabonk.world.config import diamond_atari_config, tiny_config
+    from metabonk.world.config import diamond_atari_config, sized_world_config, tiny_config
     from metabonk.world.train import TrainConfig, train_world
 
     check_out_dir(out, data, lam)
-    if size not in ("diamond", "tiny"):
-        raise MetabonkError(f"--size must be diamond or tiny, got '{size}'")
-    cfg = diamond_atari_config() if size == "diamond" else tiny_config(num_context=4)
+    if size not in ("diamond", "small", "tiny"):
+        raise MetabonkError(f"--size must be diamond, small or tiny, got '{size}'")
+    if target not in ("delta", "frame"):
+        raise MetabonkError(f"--target must be delta or frame, got '{target}'")
+    if size == "diamond":
+        cfg = diamond_atari_config()
+    elif size == "small":  # frame size and actions come from the store
+        cfg = sized_world_config("small", frame_size=64, num_actions=1)
+    else:
+        cfg = tiny_config(num_context=4)
+    cfg.target = target  # a resumed run keeps its checkpoint's target
     tc = TrainConfig(
         steps=steps,
         batch=batch,
