@@ -19,10 +19,10 @@ def _train(tmp_path: Path, *extra: str):
 
 def test_size_and_target_reach_the_checkpoint(tmp_path: Path) -> None:
     write_store(tmp_path / "store", episodes=3, size=16, max_steps=12, seed=0)
-    r = _train(tmp_path, "--size", "small", "--target", "frame")
+    r = _train(tmp_path, "--size", "small", "--target", "frame", "--context-noise", "0")
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "w" / "config.json").read_text())["config"]
-    assert cfg["target"] == "frame" and cfg["num_context"] == 4
+    assert cfg["target"] == "frame" and cfg["num_context"] == 4 and cfg["edm"]["context_noise_max"] == 0.0
     assert cfg["unet"]["channels"] == [16, 32, 32, 64] and cfg["frame_size"] == 16 and cfg["num_actions"] == 9
 
 

@@ -24,6 +24,8 @@ def train_world_cmd(
     size: Annotated[str, typer.Option(help="diamond (4.6M U-Net) | small (the CPU demo's) | tiny")] = "diamond",
     target: Annotated[str, typer.Option(help="What the diffusion models: delta (x_t+1 - x_t, the dream adds it "
                                              "to the last frame) | frame (x_t+1, as DIAMOND).")] = "delta",
+    context_noise: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Largest training noise on the context frames (default 0.1; 0 = none).")] = None,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue from OUT if it exists.")
     ] = True,
@@ -51,7 +53,9 @@ def train_world_cmd(
         cfg = sized_world_config("small", frame_size=64, num_actions=1)
     else:
         cfg = tiny_config(num_context=4)
-    cfg.target = target  # a resumed run keeps its checkpoint's target
+    cfg.target = target  # a resumed run keeps its checkpoint's target (and context noise)
+    if context_noise is not None:
+        cfg.edm.context_noise_max = context_noise
     tc = TrainConfig(
         steps=steps,
         batch=batch,

@@ -186,7 +186,10 @@ def _idm_accuracy(idm_path: Path, ctx: DemoContext) -> dict[str, float]:
 def _world_config(p: DemoPreset, num_actions: int) -> Any:
     from metabonk.world.config import sized_world_config
 
-    return sized_world_config(p.world_size, p.frame_size, num_actions, channels=tuple(p.world_channels))
+    wc = sized_world_config(p.world_size, p.frame_size, num_actions, channels=tuple(p.world_channels))
+    if p.world_context_noise is not None:
+        wc.edm.context_noise_max = p.world_context_noise
+    return wc
 
 
 def stage_world(ctx: DemoContext) -> dict[str, Any]:
