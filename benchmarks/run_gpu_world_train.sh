@@ -7,8 +7,8 @@
 # docs/world.md. Usage: OUT=DIR bash benchmarks/run_gpu_world_train.sh
 # (EPISODES, NUM_ENVS, STEPS, BATCH, DEVICE override the defaults; DEVICE=cpu with tiny values is a smoke test.
 # RECORD_ENV=ale:Pong POLICY=scripted MAX_STEPS=1000 RECORD_S=300 records the scripted Pong expert instead; the JSON
-# is then eval-world-ale-pong-verbs-<gpu>.json. TARGETS="delta frame" trains one model per diffusion target at once
-# on the same GPU, each with --target, and writes eval-world-<env>-<target>-verbs-<gpu>.json.)
+# is then eval-world-ale-pong-verbs-<gpu>.json. TARGETS="delta frame delta:0" trains one model per entry at once on
+# the same GPU (--target, and --context-noise after a colon) and writes eval-world-<env>-<entry>-verbs-<gpu>.json.)
 set -euo pipefail
 source "$(dirname "$0")/gpu_env.sh"
 OUT=${OUT:-benchmarks/results}
@@ -24,19 +24,23 @@ timeout "${RECORD_S:-100}" python3 -m metabonk record "$RECORD_ENV" --out "$work
   --device "$DEVICE" --seed 0
 t1=$(date +%s)
 # 2,500 steps took 235 s on an H200 in bf16; a timeout keeps the last save
+# TARGETS: one model per entry, trained at once on the same GPU: "delta", "frame", or TARGET:NOISE for
+# --context-noise NOISE ("delta:0")
 TARGETS=${TARGETS:-delta}
-for t in $TARGETS; do
-  timeout ${TRAIN_S:-300} python3 -m metabonk train world --data "$work/store" --out "$work/world-$t" \
-    --steps "${STEPS:-2500}" --batch "${BATCH:-128}" --lr 3e-4 --device "$DEVICE" --target "$t" \
-    $([ "$DEVICE" = cpu ] || echo --bf16) --no-resume > "$work/train-$t.log" 2>&1 || echo "train world ($t) stopped early" &
+for v in $TARGETS; do
+  t=${v%%:*}; noise=$([ "$t" = "$v" ] || echo "--context-noise ${v#*:}")
+  timeout ${TRAIN_S:-300} python3 -m metabonk train world --data "$work/store" --out "$work/world-$v" \
+    --steps "${STEPS:-2500}" --batch "${BATCH:-128}" --lr 3e-4 --device "$DEVICE" --target "$t" $noise \
+    $([ "$DEVICE" = cpu ] || echo --bf16) --no-resume > "$work/train-$v.log" 2>&1 || echo "train world ($v) stopped early" &
 done
 wait
-for t in $TARGETS; do tail -n 2 "$work/train-$t.log"; done
+for v in $TARGETS; do tail -n 1 "$work/train-$v.log"; done
 t2=$(date +%s)
-for t in $TARGETS; do
+for v in $TARGETS; do
   json="$OUT/eval-world-$name-verbs-$label.json"
-  [ "$TARGETS" = delta ] || json="$OUT/eval-world-$name-$t-verbs-$label.json"
-  timeout 140 python3 -m metabonk eval world "$work/world-$t" --data "$work/store" --device "$DEVICE" --json "$json" &
+  [ "$TARGETS" = delta ] || json="$OUT/eval-world-$name-${v/:/-noise-}-verbs-$label.json"
+  timeout ${EVAL_S:-140} python3 -m metabonk eval world "$work/world-$v" --data "$work/store" --device "$DEVICE" \
+    --json "$json" &
 done
 wait
 t3=$(date +%s)
