@@ -129,3 +129,15 @@ def test_demo_frame_skip_reaches_the_recording_and_is_kept_per_folder(tmp_path) 
         run_demo("tiny", device="cpu", root=tmp_path, name="s", stage="record")
     with pytest.raises(MetabonkError, match="frame-skip"):
         with_frame_skip("tiny", "ale:Pong", 4)
+
+
+def test_pong_world_model_trains_without_context_noise() -> None:
+    """The ALE default preset's world model has no noise on its context frames (docs/world.md: on Pong the delta
+    target was mostly that noise); Arena keeps the model's default."""
+    from metabonk.demo.stages import _world_config
+    from metabonk.world.config import EDMConfig
+
+    pong = preset_for_env(get_preset("default"), "ale:Pong")
+    assert _world_config(pong, 6).edm.context_noise_max == 0.0 and pong.world_steps == 1_500
+    arena = _world_config(get_preset("default"), 9)
+    assert arena.edm.context_noise_max == EDMConfig().context_noise_max > 0

@@ -34,3 +34,18 @@ def test_bad_target_or_size_is_one_line_and_writes_nothing(tmp_path: Path) -> No
         assert r.exit_code != 0 and isinstance(r.exception, MetabonkError)
         assert extra[0] in str(r.exception) and "\n" not in str(r.exception)
         assert not (tmp_path / "w").exists()
+
+
+def test_without_context_noise_sigma_data_is_the_clean_change(tmp_path: Path) -> None:
+    """EDM's σ_data is measured on the target as trained: with context noise σ ~ U(0, 0.1) in the delta its variance
+    grows by E[σ²] = 0.1² / 3."""
+    write_store(tmp_path / "store", episodes=3, size=16, max_steps=12, seed=0)
+    sigma = {}
+    for noise in ("0", "0.1"):
+        r = CliRunner().invoke(app, ["train", "world", "--data", str(tmp_path / "store"), "--out",
+                                     str(tmp_path / f"w{noise}"), "--steps", "1", "--batch", "2", "--device", "cpu",
+                                     "--size", "tiny", "--context-noise", noise])
+        assert r.exit_code == 0, r.output
+        sigma[noise] = json.loads((tmp_path / f"w{noise}" / "config.json").read_text())["config"]["edm"]["sigma_data"]
+    added = sigma["0.1"] ** 2 - sigma["0"] ** 2
+    assert 0.5 * 0.1**2 / 3 < added < 1.5 * 0.1**2 / 3, sigma
